@@ -1,19 +1,34 @@
 //! The Todo Chatbot's build-and-release tool. This file only parses the command line and
 //! dispatches: each command lives in a module of its own.
 
+mod bases;
+mod build;
+mod config;
+mod engine;
 mod env;
+mod git;
+mod interrupt;
+mod plan;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Build, check, run and release the Todo Chatbot images")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, check, run and release the Todo Chatbot images"
+)]
 struct Cli {
+    /// The project file to read, relative to the repository root.
+    #[arg(long, global = true, default_value = config::DEFAULT_FILE)]
+    config: std::path::PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Build both images in parallel, tag, label and measure them against their budgets.
+    Build(build::BuildCmd),
     /// Validate environment files.
     Env(env::EnvCmd),
 }
@@ -24,10 +39,17 @@ fn main() {
         sh.change_dir(project_root());
         Ok(sh)
     });
-    let result = result.map_err(anyhow::Error::from).and_then(|sh| match cli.cmd {
-        Cmd::Env(cmd) => cmd.run(&sh),
+    let result = result.map_err(anyhow::Error::from).and_then(|sh| {
+        let config = || config::Config::load(&sh.current_dir().join(&cli.config));
+        match cli.cmd {
+            Cmd::Build(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Env(cmd) => cmd.run(&sh),
+        }
     });
     if let Err(err) = result {
+        if err.is::<interrupt::Interrupted>() {
+            std::process::exit(130);
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
@@ -35,5 +57,8 @@ fn main() {
 
 /// The workspace root: the xtask crate sits one level below it.
 fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

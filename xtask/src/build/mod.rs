@@ -1,0 +1,433 @@
+//! `cargo xtask build`: both images at once with BuildKit, tagged, labelled, measured against
+//! their budgets, and reported.
+
+mod report;
+pub mod stream;
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use xshell::{cmd, Shell};
+
+use crate::bases::{self, ResolvedBases};
+use crate::config::{BaseMode, Config};
+use crate::git::GitInfo;
+use crate::interrupt;
+use crate::plan::{self, BuildPlan, ImagePlan};
+pub use report::{BuildReport, ImageResult};
+use stream::{BuildStream, Update};
+
+pub const OUT_DIR: &str = "target/xtask/build";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Live bars on a terminal, one line per step otherwise.
+    Auto,
+    /// Every line of both builds, prefixed by its service.
+    Plain,
+    /// Nothing but the report.
+    Quiet,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildCmd {
+    /// Build only this service (repeatable).
+    #[arg(long, value_name = "SERVICE")]
+    only: Vec<String>,
+    /// Build every step again, ignoring BuildKit's layer cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Where base images come from (default: project.toml's `bases.mode`, or TODO_BASES).
+    #[arg(long, value_enum)]
+    bases: Option<BaseMode>,
+    /// Print the plan (tags, labels, build arguments, commands) as JSON and build nothing.
+    #[arg(long)]
+    print: bool,
+    /// Build with this version instead of project.toml's (semver, without the leading `v`).
+    #[arg(long, value_name = "SEMVER")]
+    set_version: Option<semver::Version>,
+}
+
+/// The requested base mode: the flag, else TODO_BASES, else the project file.
+pub fn base_mode(flag: Option<BaseMode>, config: &Config) -> Result<BaseMode> {
+    if let Some(mode) = flag {
+        return Ok(mode);
+    }
+    match std::env::var("TODO_BASES") {
+        Ok(v) if !v.is_empty() => BaseMode::from_str(&v, true).map_err(|_| {
+            anyhow::anyhow!("TODO_BASES={v} is not a base mode: use auto, public or local")
+        }),
+        _ => Ok(config.bases.mode),
+    }
+}
+
+impl BuildCmd {
+    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        let images = config.select(&self.only)?;
+        let git = GitInfo::read(sh)?;
+        let version = self
+            .set_version
+            .clone()
+            .unwrap_or_else(|| config.project.version.clone());
+        let mode = base_mode(self.bases, config)?;
+        if !self.print {
+            crate::engine::ensure(sh)?;
+        }
+        let resolved = if self.print {
+            let hash = bases::recipe_hash(config, &sh.current_dir())?;
+            let mode = if mode == BaseMode::Auto {
+                BaseMode::Local
+            } else {
+                mode
+            };
+            ResolvedBases {
+                mode: if mode == BaseMode::Local {
+                    "local"
+                } else {
+                    "public"
+                },
+                args: bases::base_args(&images, mode, &hash),
+                built: vec![],
+            }
+        } else {
+            bases::resolve(sh, config, &images, mode)?
+        };
+        let inputs = plan::PlanInputs {
+            version: &version,
+            git: &git,
+            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            bases: &resolved.args,
+            ca_secret: crate::engine::ca_bundle(),
+            no_cache: self.no_cache,
+            out_dir: PathBuf::from(OUT_DIR),
+        };
+        let plan = plan::build_plan(config, &images, &inputs);
+        if self.print {
+            let commands: Vec<Vec<String>> = plan
+                .images
+                .iter()
+                .map(|i| {
+                    std::iter::once("docker".to_string())
+                        .chain(i.buildx_args())
+                        .collect()
+                })
+                .collect();
+            let out = serde_json::json!({"bases": resolved, "plan": plan, "commands": commands});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        if !self.json {
+            eprintln!(
+                "building {} at v{} ({}) on {} bases{}",
+                images
+                    .iter()
+                    .map(|i| i.service.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                version,
+                git.short(),
+                resolved.mode,
+                if resolved.built.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (built now: {})", resolved.built.join(", "))
+                }
+            );
+        }
+        let report = execute(sh, &plan, self.progress)?;
+        let previous = report::load_history(sh);
+        report::append_history(sh, &report)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{}", report::table(&report, &previous));
+            for image in report.images.iter().filter(|i| !i.ok) {
+                eprintln!(
+                    "\n{} failed: {}",
+                    image.service,
+                    image.error.as_deref().unwrap_or("unknown error")
+                );
+                for line in &image.last_lines {
+                    eprintln!("  | {line}");
+                }
+                eprintln!("  full log: {}", image.log_file.display());
+            }
+        }
+        if report.interrupted {
+            return Err(interrupt::Interrupted.into());
+        }
+        let failed: Vec<&str> = report
+            .images
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.service.as_str())
+            .collect();
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} of {} images failed: {}",
+                failed.len(),
+                report.images.len(),
+                failed.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a job sends to the printing thread.
+enum Msg {
+    Update(usize, Update),
+    Finished(usize, BuildStream),
+}
+
+/// Runs every image of the plan at once and gathers the results. Only this thread prints;
+/// a failing build does not stop the others, and Ctrl-C stops them all.
+pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<BuildReport> {
+    interrupt::install();
+    sh.create_dir(OUT_DIR)?;
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    let mut children: Vec<Option<Child>> = Vec::new();
+    let mut logs = Vec::new();
+    for (index, image) in plan.images.iter().enumerate() {
+        let mut child = Command::new("docker")
+            .args(image.buildx_args())
+            .current_dir(sh.current_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run `docker buildx build`")?;
+        let stderr = child.stderr.take().context("no stderr from docker")?;
+        let mut log = std::fs::File::create(sh.current_dir().join(&image.log_file))
+            .with_context(|| format!("cannot write {}", image.log_file.display()))?;
+        writeln!(log, "$ docker {}", image.buildx_args().join(" "))?;
+        logs.push(log);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut stream = BuildStream::default();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                for update in stream.feed(&line) {
+                    let _ = tx.send(Msg::Update(index, update));
+                }
+            }
+            let _ = tx.send(Msg::Finished(index, stream));
+        });
+        children.push(Some(child));
+    }
+    drop(tx);
+
+    let mut display = Display::new(plan, progress);
+    let mut results: Vec<Option<(BuildStream, bool, f64)>> =
+        plan.images.iter().map(|_| None).collect();
+    let mut killed = false;
+    while results.iter().any(Option::is_none) {
+        if interrupt::interrupted() && !killed {
+            killed = true;
+            for child in children.iter_mut().flatten() {
+                let _ = child.kill();
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Msg::Update(i, update)) => {
+                let (Update::Line(line) | Update::Step { name: line, .. }) = &update;
+                let _ = writeln!(logs[i], "{line}");
+                display.update(i, &update);
+            }
+            Ok(Msg::Finished(i, stream)) => {
+                let status = children[i].take().map(|mut c| c.wait()).transpose()?;
+                let ok = status.map(|s| s.success()).unwrap_or(false);
+                let seconds = start.elapsed().as_secs_f64();
+                display.finish(i, ok, seconds);
+                results[i] = Some((stream, ok, seconds));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => display.tick(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    display.clear();
+    let wall_seconds = start.elapsed().as_secs_f64();
+    let images = plan
+        .images
+        .iter()
+        .zip(results)
+        .map(|(image, result)| {
+            let (stream, ok, seconds) =
+                result.unwrap_or_else(|| (BuildStream::default(), false, wall_seconds));
+            image_result(sh, image, &stream, ok, seconds)
+        })
+        .collect();
+    Ok(BuildReport {
+        version: plan.version.clone(),
+        revision: plan.revision.clone(),
+        wall_seconds,
+        interrupted: interrupt::interrupted(),
+        images,
+    })
+}
+
+fn image_result(
+    sh: &Shell,
+    image: &ImagePlan,
+    stream: &BuildStream,
+    built: bool,
+    seconds: f64,
+) -> ImageResult {
+    let (steps, cached_steps) = stream.counts();
+    let mut result = ImageResult {
+        service: image.service.clone(),
+        image: image.image.clone(),
+        tags: image.tags.clone(),
+        id: None,
+        seconds,
+        size_bytes: None,
+        budget_bytes: image.budget_bytes,
+        ok: false,
+        error: None,
+        steps,
+        cached_steps,
+        slowest_steps: stream.slowest(3),
+        log_file: image.log_file.clone(),
+        last_lines: vec![],
+    };
+    if !built {
+        result.error = Some(
+            stream
+                .error_summary()
+                .unwrap_or_else(|| "the build stopped without a message".into()),
+        );
+        result.last_lines = last_lines(sh, &image.log_file, 12);
+        return result;
+    }
+    let tag = &image.tags[0];
+    let format = "--format={{.Id}}\t{{.Size}}";
+    match cmd!(sh, "docker image inspect {format} {tag}")
+        .quiet()
+        .read()
+    {
+        Ok(out) => {
+            let (id, size) = out.split_once('\t').unwrap_or((&out, "0"));
+            let size: u64 = size.trim().parse().unwrap_or(0);
+            result.id = Some(id.to_string());
+            result.size_bytes = Some(size);
+            if size > image.budget_bytes {
+                result.error = Some(format!(
+                    "image is {} MB, over its budget of {} MB",
+                    report::mb(size),
+                    report::mb(image.budget_bytes)
+                ));
+            } else {
+                result.ok = true;
+            }
+        }
+        Err(e) => {
+            result.error = Some(format!(
+                "built, but `docker image inspect {tag}` failed: {e}"
+            ))
+        }
+    }
+    result
+}
+
+fn last_lines(sh: &Shell, path: &std::path::Path, n: usize) -> Vec<String> {
+    let text = sh.read_file(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The live view: a bar per image on a terminal, plain lines elsewhere.
+struct Display {
+    services: Vec<String>,
+    bars: Option<(MultiProgress, Vec<ProgressBar>)>,
+    progress: Progress,
+}
+
+impl Display {
+    fn new(plan: &BuildPlan, progress: Progress) -> Display {
+        let services: Vec<String> = plan.images.iter().map(|i| i.service.clone()).collect();
+        let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
+        let bars = (progress == Progress::Auto && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::new();
+            let style = ProgressStyle::with_template(&format!(
+                "{{spinner}} {{prefix:{width}}} {{elapsed:>4}} {{wide_msg}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let bars = services
+                .iter()
+                .map(|s| {
+                    let bar = multi.add(ProgressBar::new_spinner());
+                    bar.set_style(style.clone());
+                    bar.set_prefix(s.clone());
+                    bar.set_message("starting");
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                })
+                .collect();
+            (multi, bars)
+        });
+        Display {
+            services,
+            bars,
+            progress,
+        }
+    }
+
+    fn update(&mut self, i: usize, update: &Update) {
+        match (&self.bars, update, self.progress) {
+            (Some((_, bars)), Update::Step { name, cached }, _) => {
+                bars[i].set_message(format!("{}{name}", if *cached { "CACHED " } else { "" }));
+            }
+            (None, Update::Step { name, cached }, Progress::Auto) => {
+                eprintln!(
+                    "{}: {}{name}",
+                    self.services[i],
+                    if *cached { "CACHED " } else { "" }
+                );
+            }
+            (None, Update::Step { name, cached }, Progress::Plain) => {
+                eprintln!(
+                    "{} | {}{name}",
+                    self.services[i],
+                    if *cached { "CACHED " } else { "" }
+                );
+            }
+            (None, Update::Line(line), Progress::Plain) => {
+                eprintln!("{} | {line}", self.services[i])
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, i: usize, ok: bool, seconds: f64) {
+        let text = format!("{} in {seconds:.1}s", if ok { "built" } else { "FAILED" });
+        match &self.bars {
+            Some((_, bars)) => bars[i].finish_with_message(text),
+            None if self.progress != Progress::Quiet => eprintln!("{}: {text}", self.services[i]),
+            None => {}
+        }
+    }
+
+    fn tick(&self) {}
+
+    fn clear(&self) {
+        if let Some((multi, _)) = &self.bars {
+            let _ = multi.clear();
+        }
+    }
+}

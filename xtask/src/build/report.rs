@@ -1,0 +1,235 @@
+//! The build's results: one structure that the table, `--json` and the history all read.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
+
+const HISTORY: &str = "target/xtask/history.jsonl";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildReport {
+    pub version: String,
+    pub revision: String,
+    pub wall_seconds: f64,
+    #[serde(default)]
+    pub interrupted: bool,
+    pub images: Vec<ImageResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageResult {
+    pub service: String,
+    pub image: String,
+    pub tags: Vec<String>,
+    pub id: Option<String>,
+    pub seconds: f64,
+    pub size_bytes: Option<u64>,
+    pub budget_bytes: u64,
+    pub ok: bool,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub steps: usize,
+    #[serde(default)]
+    pub cached_steps: usize,
+    #[serde(default)]
+    pub slowest_steps: Vec<(String, f64)>,
+    #[serde(default)]
+    pub log_file: PathBuf,
+    /// The failing build's last log lines; not kept in the history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_lines: Vec<String>,
+}
+
+/// Megabytes as `docker images` counts them (10^6 bytes), one decimal.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// The previous builds, oldest first; a damaged line is skipped rather than failing the build.
+pub fn load_history(sh: &Shell) -> Vec<BuildReport> {
+    sh.read_file(HISTORY)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn append_history(sh: &Shell, report: &BuildReport) -> Result<()> {
+    let mut kept = report.clone();
+    for image in &mut kept.images {
+        image.last_lines.clear();
+    }
+    let mut text = sh.read_file(HISTORY).unwrap_or_default();
+    text.push_str(&serde_json::to_string(&kept)?);
+    text.push('\n');
+    sh.write_file(HISTORY, text)?;
+    Ok(())
+}
+
+/// The last successful result of a service before this build.
+fn previous<'a>(history: &'a [BuildReport], service: &str) -> Option<&'a ImageResult> {
+    history
+        .iter()
+        .rev()
+        .flat_map(|r| r.images.iter())
+        .find(|i| i.service == service && i.ok)
+}
+
+/// How size and time moved since the previous successful build of the same service.
+pub fn change(now: &ImageResult, before: Option<&ImageResult>) -> String {
+    let Some(before) = before else {
+        return "first build".into();
+    };
+    let size = match (now.size_bytes, before.size_bytes) {
+        (Some(a), Some(b)) => {
+            let d = a as i64 - b as i64;
+            if d.unsigned_abs() < 50_000 {
+                "size =".to_string()
+            } else {
+                format!(
+                    "size {}{} MB",
+                    if d > 0 { "+" } else { "-" },
+                    mb(d.unsigned_abs())
+                )
+            }
+        }
+        _ => "size ?".to_string(),
+    };
+    format!("{size}, time {:+.1}s", now.seconds - before.seconds)
+}
+
+pub fn table(report: &BuildReport, history: &[BuildReport]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "image",
+        "tags",
+        "time",
+        "cached",
+        "slowest steps",
+        "size",
+        "budget",
+        "change",
+    ]);
+    for image in &report.images {
+        let tags: Vec<&str> = image
+            .tags
+            .iter()
+            .map(|t| t.rsplit(':').next().unwrap_or(t))
+            .collect();
+        let slowest: Vec<String> = image
+            .slowest_steps
+            .iter()
+            .map(|(name, s)| format!("{s:.1}s {}", shorten(name, 40)))
+            .collect();
+        let size = image
+            .size_bytes
+            .map(|s| format!("{} MB", mb(s)))
+            .unwrap_or_else(|| "-".into());
+        let status = if image.ok {
+            Cell::new(size).fg(Color::Green)
+        } else {
+            Cell::new(size).fg(Color::Red)
+        };
+        table.add_row(vec![
+            Cell::new(&image.image),
+            Cell::new(tags.join("\n")),
+            Cell::new(format!("{:.1}s", image.seconds)),
+            Cell::new(format!("{}/{}", image.cached_steps, image.steps)),
+            Cell::new(if slowest.is_empty() {
+                "all cached".to_string()
+            } else {
+                slowest.join("\n")
+            }),
+            status,
+            Cell::new(format!("< {} MB", mb(image.budget_bytes))),
+            Cell::new(if image.ok {
+                change(image, previous(history, &image.service))
+            } else {
+                "FAILED".into()
+            }),
+        ]);
+    }
+    format!(
+        "{table}\nwall time {:.1}s, v{}, {}",
+        report.wall_seconds,
+        report.version,
+        &report.revision[..report.revision.len().min(12)]
+    )
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(size: u64, seconds: f64) -> ImageResult {
+        ImageResult {
+            service: "backend".into(),
+            image: "todo-backend".into(),
+            tags: vec!["todo-backend:latest".into()],
+            id: Some("sha256:1".into()),
+            seconds,
+            size_bytes: Some(size),
+            budget_bytes: 150_000_000,
+            ok: true,
+            error: None,
+            steps: 10,
+            cached_steps: 10,
+            slowest_steps: vec![],
+            log_file: "x.log".into(),
+            last_lines: vec![],
+        }
+    }
+
+    #[test]
+    fn change_compares_with_the_previous_successful_build() {
+        assert_eq!(change(&result(120_000_000, 3.0), None), "first build");
+        assert_eq!(
+            change(&result(120_000_000, 3.0), Some(&result(110_000_000, 13.0))),
+            "size +10.0 MB, time -10.0s"
+        );
+        assert_eq!(
+            change(&result(120_000_000, 1.0), Some(&result(120_010_000, 1.0))),
+            "size =, time +0.0s"
+        );
+    }
+
+    #[test]
+    fn json_has_the_documented_keys() {
+        let report = BuildReport {
+            version: "1.0.0".into(),
+            revision: "abc".into(),
+            wall_seconds: 1.0,
+            interrupted: false,
+            images: vec![result(1, 1.0)],
+        };
+        let value = serde_json::to_value(&report).unwrap();
+        for key in ["version", "revision", "wall_seconds", "images"] {
+            assert!(value.get(key).is_some(), "{key}");
+        }
+        for key in [
+            "service",
+            "image",
+            "tags",
+            "id",
+            "seconds",
+            "size_bytes",
+            "budget_bytes",
+            "ok",
+            "error",
+        ] {
+            assert!(value["images"][0].get(key).is_some(), "{key}");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The build plan: everything a build will do, computed as plain data before anything runs, so
+//! that `--print` can show it and unit tests can check it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{Config, Image};
+use crate::git::GitInfo;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildPlan {
+    pub version: String,
+    pub revision: String,
+    pub created: String,
+    pub images: Vec<ImagePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePlan {
+    pub service: String,
+    pub image: String,
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub build_args: BTreeMap<String, String>,
+    /// The file passed as the BuildKit secret `ca`, when the host has a proxy CA.
+    pub ca_secret: Option<PathBuf>,
+    pub no_cache: bool,
+    pub budget_bytes: u64,
+    pub log_file: PathBuf,
+    pub metadata_file: PathBuf,
+}
+
+/// What the plan depends on besides the project file and git.
+#[derive(Debug, Clone)]
+pub struct PlanInputs<'a> {
+    pub version: &'a semver::Version,
+    pub git: &'a GitInfo,
+    pub created: String,
+    /// Build argument -> base image reference, as resolved for this host.
+    pub bases: &'a BTreeMap<String, String>,
+    pub ca_secret: Option<PathBuf>,
+    pub no_cache: bool,
+    /// Where logs and metadata files go.
+    pub out_dir: PathBuf,
+}
+
+pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> BuildPlan {
+    let images = images
+        .iter()
+        .map(|image| {
+            let build_args = image
+                .bases
+                .keys()
+                .filter_map(|arg| inputs.bases.get(arg).map(|r| (arg.clone(), r.clone())))
+                .chain([("APP_VERSION".to_string(), inputs.version.to_string())])
+                .collect();
+            ImagePlan {
+                service: image.service.clone(),
+                image: image.image.clone(),
+                context: image.context.clone(),
+                dockerfile: image.dockerfile.clone(),
+                tags: tags(&image.image, inputs.version, inputs.git),
+                labels: labels(config, image, inputs),
+                build_args,
+                ca_secret: inputs.ca_secret.clone(),
+                no_cache: inputs.no_cache,
+                budget_bytes: image.budget_bytes(),
+                log_file: inputs.out_dir.join(format!("{}.log", image.service)),
+                metadata_file: inputs
+                    .out_dir
+                    .join(format!("{}.metadata.json", image.service)),
+            }
+        })
+        .collect();
+    BuildPlan {
+        version: inputs.version.to_string(),
+        revision: inputs.git.revision.clone(),
+        created: inputs.created.clone(),
+        images,
+    }
+}
+
+/// `latest`, `v<version>` and `sha-<short hash>`, in that order.
+pub fn tags(image: &str, version: &semver::Version, git: &GitInfo) -> Vec<String> {
+    vec![
+        format!("{image}:latest"),
+        format!("{image}:v{version}"),
+        format!("{image}:sha-{}", git.short()),
+    ]
+}
+
+pub fn labels(config: &Config, image: &Image, inputs: &PlanInputs) -> BTreeMap<String, String> {
+    let source = inputs
+        .git
+        .origin
+        .clone()
+        .unwrap_or_else(|| config.project.source.clone());
+    [
+        (
+            "org.opencontainers.image.version",
+            inputs.version.to_string(),
+        ),
+        ("org.opencontainers.image.created", inputs.created.clone()),
+        (
+            "org.opencontainers.image.revision",
+            inputs.git.revision.clone(),
+        ),
+        ("org.opencontainers.image.source", source),
+        ("org.opencontainers.image.title", image.title.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl ImagePlan {
+    /// The arguments after `docker`, for one `docker buildx build` of this image.
+    pub fn buildx_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["buildx", "build", "--progress=rawjson", "--load"]
+            .map(String::from)
+            .to_vec();
+        args.push(format!("--file={}", self.dockerfile.display()));
+        args.push(format!("--metadata-file={}", self.metadata_file.display()));
+        for tag in &self.tags {
+            args.push(format!("--tag={tag}"));
+        }
+        for (k, v) in &self.labels {
+            args.push(format!("--label={k}={v}"));
+        }
+        for (k, v) in &self.build_args {
+            args.push(format!("--build-arg={k}={v}"));
+        }
+        if let Some(ca) = &self.ca_secret {
+            args.push(format!("--secret=id=ca,src={}", ca.display()));
+        }
+        if self.no_cache {
+            args.push("--no-cache".into());
+        }
+        args.push(self.context.display().to_string());
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_FILE;
+
+    fn config() -> Config {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        Config::load(&root.join(DEFAULT_FILE)).unwrap()
+    }
+
+    fn git(dirty: bool) -> GitInfo {
+        GitInfo {
+            revision: "abcdef0123456789abcdef0123456789abcdef01".into(),
+            dirty,
+            origin: None,
+        }
+    }
+
+    fn plan(dirty: bool, ca: Option<PathBuf>) -> BuildPlan {
+        let config = config();
+        let version = semver::Version::new(1, 0, 1);
+        let git = git(dirty);
+        let bases: BTreeMap<String, String> = [
+            ("NODE_BUILD_IMAGE", "todo-base/node-build:1"),
+            ("NODE_RUNTIME_IMAGE", "todo-base/node-runtime:1"),
+            ("PYTHON_BUILD_IMAGE", "todo-base/python-build:1"),
+            ("PYTHON_RUNTIME_IMAGE", "todo-base/python-runtime:1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let inputs = PlanInputs {
+            version: &version,
+            git: &git,
+            created: "2026-11-25T18:00:00Z".into(),
+            bases: &bases,
+            ca_secret: ca,
+            no_cache: false,
+            out_dir: "target/xtask/build".into(),
+        };
+        let images: Vec<&Image> = config.images.iter().collect();
+        build_plan(&config, &images, &inputs)
+    }
+
+    #[test]
+    fn tags_carry_latest_version_and_hash() {
+        let plan = plan(false, None);
+        assert_eq!(
+            plan.images[0].tags,
+            [
+                "todo-frontend:latest",
+                "todo-frontend:v1.0.1",
+                "todo-frontend:sha-abcdef0"
+            ]
+        );
+        let dirty = plan_dirty_backend_tags();
+        assert_eq!(dirty[2], "todo-backend:sha-abcdef0-dirty");
+    }
+
+    fn plan_dirty_backend_tags() -> Vec<String> {
+        plan(true, None).images[1].tags.clone()
+    }
+
+    #[test]
+    fn labels_are_the_oci_five() {
+        let plan = plan(false, None);
+        let labels = &plan.images[1].labels;
+        assert_eq!(labels["org.opencontainers.image.version"], "1.0.1");
+        assert_eq!(
+            labels["org.opencontainers.image.created"],
+            "2026-11-25T18:00:00Z"
+        );
+        assert_eq!(
+            labels["org.opencontainers.image.revision"],
+            git(false).revision
+        );
+        assert_eq!(
+            labels["org.opencontainers.image.source"],
+            "https://github.com/todo-chatbot/todo-chatbot"
+        );
+        assert_eq!(
+            labels["org.opencontainers.image.title"],
+            "Todo Chatbot backend"
+        );
+        assert_eq!(labels.len(), 5);
+    }
+
+    #[test]
+    fn each_image_gets_only_its_own_bases() {
+        let plan = plan(false, None);
+        let args: Vec<&String> = plan.images[0].build_args.keys().collect();
+        assert_eq!(
+            args,
+            ["APP_VERSION", "NODE_BUILD_IMAGE", "NODE_RUNTIME_IMAGE"]
+        );
+        assert_eq!(
+            plan.images[1].build_args["PYTHON_RUNTIME_IMAGE"],
+            "todo-base/python-runtime:1"
+        );
+    }
+
+    #[test]
+    fn the_ca_reaches_the_build_only_as_a_secret() {
+        let with = plan(false, Some("/etc/ssl/certs/ca-certificates.crt".into()));
+        let args = with.images[0].buildx_args();
+        assert!(args.contains(&"--secret=id=ca,src=/etc/ssl/certs/ca-certificates.crt".into()));
+        assert!(!args
+            .iter()
+            .any(|a| a.starts_with("--build-arg") && a.contains("ca-cert")));
+        let without = plan(false, None);
+        assert!(!without.images[0]
+            .buildx_args()
+            .iter()
+            .any(|a| a.starts_with("--secret")));
+        assert_eq!(args.last().unwrap(), "frontend");
+    }
+}

@@ -4,6 +4,7 @@
 mod bases;
 mod build;
 mod config;
+mod doctor;
 mod engine;
 mod env;
 mod git;
@@ -29,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Build both images in parallel, tag, label and measure them against their budgets.
     Build(build::BuildCmd),
+    /// Check the prerequisites: one line each, with the fix for what is missing.
+    Doctor(doctor::DoctorCmd),
     /// Validate environment files.
     Env(env::EnvCmd),
 }
@@ -43,6 +46,7 @@ fn main() {
         let config = || config::Config::load(&sh.current_dir().join(&cli.config));
         match cli.cmd {
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),
             Cmd::Env(cmd) => cmd.run(&sh),
         }
     });

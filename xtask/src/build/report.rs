@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::Result;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
 use serde::{Deserialize, Serialize};
@@ -62,10 +64,10 @@ pub fn append_history(sh: &Shell, report: &BuildReport) -> Result<()> {
     for image in &mut kept.images {
         image.last_lines.clear();
     }
-    let mut text = sh.read_file(HISTORY).unwrap_or_default();
-    text.push_str(&serde_json::to_string(&kept)?);
-    text.push('\n');
-    sh.write_file(HISTORY, text)?;
+    // One write in append mode, so that two builds finishing together both keep their line.
+    let path = sh.current_dir().join(HISTORY);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    file.write_all(format!("{}\n", serde_json::to_string(&kept)?).as_bytes())?;
     Ok(())
 }
 

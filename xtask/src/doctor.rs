@@ -1,0 +1,119 @@
+//! `cargo xtask doctor`: one line per prerequisite, found or missing, with the fix for each.
+
+use anyhow::Result;
+use clap::Args;
+use xshell::{cmd, Shell};
+
+use crate::config::{BaseMode, Config};
+use crate::{bases, engine};
+
+#[derive(Debug, Args)]
+pub struct DoctorCmd {
+    /// Install and start what is missing, where this host allows it (Debian, root).
+    #[arg(long)]
+    fix: bool,
+}
+
+struct Line {
+    name: &'static str,
+    ok: bool,
+    /// Missing but not needed on this host (e.g. local-base tools where Docker Hub is used).
+    optional: bool,
+    detail: String,
+}
+
+fn version_of(sh: &Shell, program: &str, args: &[&str]) -> Option<String> {
+    which::which(program).ok()?;
+    let out = cmd!(sh, "{program} {args...}").quiet().ignore_stderr().read().ok()?;
+    out.lines().next().map(|l| l.trim().to_string())
+}
+
+impl DoctorCmd {
+    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        if self.fix {
+            engine::ensure(sh)?;
+            engine::ensure_program(sh, "mmdebstrap", "mmdebstrap")?;
+        }
+        let mut lines = Vec::new();
+        let cli = version_of(sh, "docker", &["--version"]);
+        lines.push(Line {
+            name: "docker CLI",
+            ok: cli.is_some(),
+            optional: false,
+            detail: cli.unwrap_or_else(|| format!("missing: {}", engine::INSTALL_HINT)),
+        });
+        let server = engine::server_version(sh);
+        lines.push(Line {
+            name: "Docker engine",
+            ok: server.is_some(),
+            optional: false,
+            detail: match &server {
+                Some(v) => format!("Engine {v}"),
+                None if which::which("dockerd").is_ok() => {
+                    "installed but not running: `cargo xtask doctor --fix` starts it".into()
+                }
+                None => format!("missing: `cargo xtask doctor --fix` installs it here, else {}", engine::INSTALL_HINT),
+            },
+        });
+        for (name, plugin, package) in [("buildx", "buildx", "docker-buildx"), ("compose", "compose", "docker-compose")] {
+            let v = version_of(sh, "docker", &[plugin, "version"]);
+            lines.push(Line {
+                name,
+                ok: v.is_some(),
+                optional: false,
+                detail: v.unwrap_or_else(|| format!("missing: install the Debian package {package} (trixie)")),
+            });
+        }
+        let mode = crate::build::base_mode(None, config)?;
+        let local_needed = mode != BaseMode::Public;
+        for (name, program, package) in [("mmdebstrap", "mmdebstrap", "mmdebstrap"), ("npm", "npm", "npm")] {
+            let v = version_of(sh, program, &["--version"]);
+            lines.push(Line {
+                name,
+                ok: v.is_some(),
+                optional: !local_needed,
+                detail: v.unwrap_or_else(|| format!("missing (needed for local bases): apt-get install {package}")),
+            });
+        }
+        let hash = bases::recipe_hash(config, &sh.current_dir())?;
+        let images: Vec<_> = config.images.iter().collect();
+        let local = bases::base_args(&images, BaseMode::Local, &hash);
+        let present = server.is_some()
+            && local.values().all(|r| cmd!(sh, "docker image inspect {r}").quiet().ignore_stdout().ignore_stderr().run().is_ok());
+        lines.push(Line {
+            name: "local bases",
+            ok: present,
+            optional: true,
+            detail: if present {
+                format!("built for recipe {hash}")
+            } else {
+                format!("not built for recipe {hash}: the next local build makes them (about 2 minutes)")
+            },
+        });
+        let ca = engine::ca_bundle();
+        lines.push(Line {
+            name: "proxy CA",
+            ok: ca.is_some(),
+            optional: true,
+            detail: match ca {
+                Some(p) => format!("{} (reaches builds as the BuildKit secret `ca`)", p.display()),
+                None => "none named by SSL_CERT_FILE and friends: builds download without one".into(),
+            },
+        });
+        let mut failed = false;
+        for line in &lines {
+            let mark = match (line.ok, line.optional) {
+                (true, _) => "ok  ",
+                (false, true) => "--  ",
+                (false, false) => "MISS",
+            };
+            failed |= !line.ok && !line.optional;
+            println!("{mark} {:<14} {}", line.name, line.detail);
+        }
+        println!("base mode: {mode:?}");
+        if failed {
+            anyhow::bail!("some prerequisites are missing: each line above says how to get it");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! What the integration tests share: running the real xtask binary, the real Docker engine,
+//! containers that remove themselves, and plain HTTP against published ports.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The xtask binary that cargo built for these tests.
+pub fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).current_dir(root()).output().expect("run xtask")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `docker ARGS` and returns its trimmed stdout; panics with stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {} failed: {}", args.join(" "), text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// The report of one `cargo xtask build --json` of the real project, shared by every test of a
+/// test binary so the images are built once (a no-op when the cache holds them).
+pub fn built() -> &'static serde_json::Value {
+    static REPORT: OnceLock<serde_json::Value> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        let out = xtask(&["build", "--json", "--progress", "quiet"]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "build failed:\n{stdout}\n{}", text(&out.stderr));
+        serde_json::from_str(&stdout).expect("build --json prints one JSON object")
+    })
+}
+
+/// A valid environment for the backend: what a test deployment would set. Values are made up
+/// for the tests and reach only containers the tests start.
+pub fn backend_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("DATABASE_URL", "postgresql://todo:test-password@127.0.0.1:5432/todo"),
+        ("BETTER_AUTH_SECRET", "test-secret-0123456789abcdefghijklmnopqrstuvwxyz"),
+        ("OPENAI_API_KEY", "sk-test-0000000000000000000000000000"),
+        ("AGENT_MODEL", "gpt-4o"),
+        ("FRONTEND_URL", "http://frontend:3000"),
+    ]
+}
+
+/// A container that is removed when the test ends, however it ends.
+pub struct Container {
+    pub id: String,
+}
+
+impl Container {
+    pub fn run(image: &str, port: u16, env: &[(&str, &str)]) -> Container {
+        let mut args: Vec<String> = ["run", "-d", "--label", "todo-chatbot.test=1", "-p"]
+            .map(String::from)
+            .to_vec();
+        args.push(format!("127.0.0.1::{port}"));
+        for (k, v) in env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(image.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Container { id: docker(&args) }
+    }
+
+    /// The host port that the container's `port` is published on.
+    pub fn host_port(&self, port: u16) -> u16 {
+        let out = docker(&["port", &self.id, &format!("{port}/tcp")]);
+        out.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("published port")
+    }
+
+    pub fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "--format", format, &self.id])
+    }
+
+    /// Waits until Docker reports the container healthy; returns how long that took.
+    pub fn wait_healthy(&self, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let status = self.inspect("{{.State.Health.Status}}");
+            if status == "healthy" {
+                return start.elapsed();
+            }
+            let running = self.inspect("{{.State.Running}}");
+            if running != "true" || start.elapsed() > timeout {
+                let logs = Command::new("docker").args(["logs", &self.id]).output().unwrap();
+                panic!(
+                    "container not healthy (status {status}, running {running}) after {:?}:\n{}{}",
+                    start.elapsed(),
+                    text(&logs.stdout),
+                    text(&logs.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}

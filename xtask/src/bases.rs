@@ -77,16 +77,6 @@ pub fn recipe_hash(config: &Config, root: &Path) -> Result<String> {
     Ok(format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff))
 }
 
-fn image_exists(sh: &Shell, reference: &str) -> bool {
-    let format = "--format={{.Id}}";
-    cmd!(sh, "docker image inspect {format} {reference}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
-}
-
 /// True when Docker Hub answers for this image within a few seconds.
 fn hub_answers(reference: &str) -> bool {
     let child = std::process::Command::new("docker")
@@ -108,53 +98,65 @@ fn hub_answers(reference: &str) -> bool {
     }
 }
 
+/// Where the last `auto` decision is kept, so that a no-op build does not wait for Docker Hub.
+const AUTO_MEMO: &str = "target/xtask/bases-auto";
+/// How long an `auto` decision holds before Docker Hub is asked again.
+const AUTO_MEMO_SECONDS: u64 = 24 * 3600;
+
+/// `auto` becomes public when the public images are here or Docker Hub answers, else local.
+/// The answer is remembered for a day: asking Docker Hub costs a network round trip (or a DNS
+/// failure) on every build, which would be most of a no-op build's time.
+fn decide_auto(sh: &Shell, images: &[&Image], hash: &str) -> BaseMode {
+    let fresh = std::fs::metadata(sh.current_dir().join(AUTO_MEMO))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() < AUTO_MEMO_SECONDS);
+    if fresh {
+        match sh.read_file(AUTO_MEMO).unwrap_or_default().trim() {
+            "public" => return BaseMode::Public,
+            "local" => return BaseMode::Local,
+            _ => {}
+        }
+    }
+    let public = base_args(images, BaseMode::Public, hash);
+    let first = public.values().next().cloned().unwrap_or_default();
+    let refs: Vec<&String> = public.values().collect();
+    let mode = if images_exist(sh, &refs) || hub_answers(&first) { BaseMode::Public } else { BaseMode::Local };
+    let _ = sh.create_dir("target/xtask");
+    let _ = sh.write_file(AUTO_MEMO, if mode == BaseMode::Public { "public" } else { "local" });
+    mode
+}
+
+/// True when every reference names an image in the engine's store (one `docker` call).
+fn images_exist<S: AsRef<str>>(sh: &Shell, references: &[S]) -> bool {
+    let refs: Vec<&str> = references.iter().map(AsRef::as_ref).collect();
+    let format = "--format={{.Id}}";
+    cmd!(sh, "docker image inspect {format} {refs...}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
 /// Decides the mode (`auto` becomes public or local) and makes sure the local bases exist.
-pub fn resolve(
-    sh: &Shell,
-    config: &Config,
-    images: &[&Image],
-    mode: BaseMode,
-) -> Result<ResolvedBases> {
+pub fn resolve(sh: &Shell, config: &Config, images: &[&Image], mode: BaseMode) -> Result<ResolvedBases> {
     let root = sh.current_dir();
     let hash = recipe_hash(config, &root)?;
     let mode = match mode {
-        BaseMode::Auto => {
-            let public = base_args(images, BaseMode::Public, &hash);
-            let first = public.values().next().cloned().unwrap_or_default();
-            if public.values().all(|r| image_exists(sh, r)) || hub_answers(&first) {
-                BaseMode::Public
-            } else {
-                BaseMode::Local
-            }
-        }
+        BaseMode::Auto => decide_auto(sh, images, &hash),
         other => other,
     };
     let args = base_args(images, mode, &hash);
     if mode == BaseMode::Public {
-        return Ok(ResolvedBases {
-            mode: "public",
-            args,
-            built: vec![],
-        });
+        return Ok(ResolvedBases { mode: "public", args, built: vec![] });
     }
-    let targets: BTreeSet<&str> = images
-        .iter()
-        .flat_map(|i| i.bases.values())
-        .map(|c| c.local.as_str())
-        .collect();
-    let missing: Vec<&str> = targets
-        .iter()
-        .copied()
-        .filter(|t| !image_exists(sh, &local_ref(t, &hash)))
-        .collect();
-    if !missing.is_empty() {
-        build_local(sh, config, &hash, &missing)?;
+    let targets: BTreeSet<&str> =
+        images.iter().flat_map(|i| i.bases.values()).map(|c| c.local.as_str()).collect();
+    let all: Vec<String> = targets.iter().map(|t| local_ref(t, &hash)).collect();
+    if images_exist(sh, &all) {
+        return Ok(ResolvedBases { mode: "local", args, built: vec![] });
     }
-    Ok(ResolvedBases {
-        mode: "local",
-        args,
-        built: missing.iter().map(|s| s.to_string()).collect(),
-    })
+    let missing: Vec<&str> =
+        targets.iter().copied().filter(|t| !images_exist(sh, &[local_ref(t, &hash)])).collect();
+    build_local(sh, config, &hash, &missing)?;
+    Ok(ResolvedBases { mode: "local", args, built: missing.iter().map(|s| s.to_string()).collect() })
 }
 
 /// Builds the missing local targets: the Debian root file system first, when its tag is absent,
@@ -167,7 +169,7 @@ fn build_local(sh: &Shell, config: &Config, hash: &str, targets: &[&str]) -> Res
     );
     sh.create_dir(WORK_DIR)?;
     let debian = local_ref(&format!("debian-{}", b.debian_suite), hash);
-    if !image_exists(sh, &debian) {
+    if !images_exist(sh, &[&debian]) {
         engine::ensure_program(sh, "mmdebstrap", "mmdebstrap")?;
         let excludes = b.dockerfile.with_file_name("dpkg-excludes.cfg");
         let tarball = format!("{WORK_DIR}/debian-{hash}.tar");

@@ -10,6 +10,7 @@ mod env;
 mod git;
 mod interrupt;
 mod plan;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Cmd {
     Doctor(doctor::DoctorCmd),
     /// Validate environment files.
     Env(env::EnvCmd),
+    /// Run every test: Rust unit and integration tests, and the backend's pytest suite.
+    Test(test::TestCmd),
 }
 
 fn main() {
@@ -48,6 +51,7 @@ fn main() {
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
             Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),
             Cmd::Env(cmd) => cmd.run(&sh),
+            Cmd::Test(cmd) => cmd.run(&sh),
         }
     });
     if let Err(err) = result {

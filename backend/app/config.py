@@ -1,0 +1,161 @@
+"""Runtime configuration, read from the environment and validated at startup.
+
+Every variable the service depends on is required: there are no defaults for
+secrets in code. A missing or malformed value stops the process at once with a
+single log line that names the variable and the rule it broke. Values are never
+echoed, because most of them are secrets (DATABASE_URL carries a password).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VERSION = "0.0.0"
+MIN_SECRET_LENGTH = 32
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+OPENAI_KEY_PREFIX = "sk-"
+
+
+class ConfigurationError(Exception):
+    """The environment does not hold a valid configuration (message is secret-free)."""
+
+
+class Settings(BaseSettings):
+    """Validated settings; field ``foo_bar`` is read from env var ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        # Keep input values out of pydantic's own error text as well.
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr
+    better_auth_secret: SecretStr
+    openai_api_key: SecretStr
+    frontend_url: str
+    agent_model: str
+    app_version: str = DEFAULT_VERSION
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        rule = (
+            "must be a PostgreSQL URL such as postgresql://USER:PASSWORD@HOST:5432/DBNAME "
+            f"(scheme one of {', '.join(POSTGRES_SCHEMES)}, with a host and a database name)"
+        )
+        try:
+            parts = urlsplit(value.get_secret_value().strip())
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError(rule) from None
+        if (
+            parts.scheme.lower() not in POSTGRES_SCHEMES
+            or not parts.hostname
+            or not parts.path.strip("/")
+        ):
+            raise ValueError(rule)
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("better_auth_secret")
+    @classmethod
+    def _check_auth_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters long")
+        return value
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _check_openai_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        if not key.startswith(OPENAI_KEY_PREFIX) or len(key) == len(OPENAI_KEY_PREFIX):
+            raise ValueError(f'must start with "{OPENAI_KEY_PREFIX}"')
+        return SecretStr(key)
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _check_frontend_url(cls, value: str) -> str:
+        rule = "must be a valid http:// or https:// URL such as http://frontend:3000"
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError(rule) from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(rule)
+        return value
+
+    @field_validator("agent_model")
+    @classmethod
+    def _check_agent_model(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty (e.g. gpt-4o)")
+        return value
+
+    @field_validator("app_version")
+    @classmethod
+    def _default_blank_version(cls, value: str) -> str:
+        return value.strip() or DEFAULT_VERSION
+
+    @property
+    def frontend_origin(self) -> str:
+        """FRONTEND_URL reduced to an origin (scheme://host[:port]) for CORS."""
+        parts = urlsplit(self.frontend_url)
+        return f"{parts.scheme.lower()}://{parts.netloc}"
+
+    @property
+    def libpq_dsn(self) -> str:
+        """DATABASE_URL in the form libpq/psycopg accepts (no SQLAlchemy driver suffix)."""
+        url = self.database_url.get_secret_value()
+        scheme, rest = url.split("://", 1)
+        return f"postgresql://{rest}" if scheme.lower() == "postgresql+psycopg" else url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL for SQLAlchemy/SQLModel, pinned to the psycopg 3 driver."""
+        _, rest = self.database_url.get_secret_value().split("://", 1)
+        return f"postgresql+psycopg://{rest}"
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One secret-free line naming each offending variable and its rule."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=True):
+        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        if error["type"] == "missing":
+            rule = "is required but not set"
+        elif error["type"] == "value_error":
+            rule = str(error["ctx"]["error"])
+        else:
+            rule = f"is invalid: {error['msg']}"
+        problems.append(f"{name} {rule}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment (keyword overrides win; used by tests)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc)) from None
+
+
+def exit_on_error(message: str) -> NoReturn:
+    print(f"CRITICAL: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def load_settings_or_exit() -> Settings:
+    """Startup entry: valid settings, or a one-line message on stderr and exit status 1."""
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        exit_on_error(str(exc))

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::config::{BaseMode, Config, Image};
+use crate::config::{BaseChoice, BaseMode, Config, Image};
 use crate::engine;
 
 const WORK_DIR: &str = "target/bases";
@@ -31,19 +31,35 @@ pub fn local_ref(target: &str, hash: &str) -> String {
     format!("todo-base/{target}:{hash}")
 }
 
-/// Maps each base build argument of the images to its reference in the given mode.
-pub fn base_args(images: &[&Image], mode: BaseMode, hash: &str) -> BTreeMap<String, String> {
+/// Every base the images name: (build argument, choice).
+fn choices<'a>(images: &[&'a Image]) -> Vec<(&'a str, &'a BaseChoice)> {
     images
         .iter()
         .flat_map(|i| i.bases.iter())
+        .map(|(arg, c)| (arg.as_str(), c))
+        .collect()
+}
+
+fn choice_args(
+    choices: &[(&str, &BaseChoice)],
+    mode: BaseMode,
+    hash: &str,
+) -> BTreeMap<String, String> {
+    choices
+        .iter()
         .map(|(arg, choice)| {
             let reference = match mode {
                 BaseMode::Local => local_ref(&choice.local, hash),
                 _ => choice.public.clone(),
             };
-            (arg.clone(), reference)
+            (arg.to_string(), reference)
         })
         .collect()
+}
+
+/// Maps each base build argument of the images to its reference in the given mode.
+pub fn base_args(images: &[&Image], mode: BaseMode, hash: &str) -> BTreeMap<String, String> {
+    choice_args(&choices(images), mode, hash)
 }
 
 /// A hash of everything the local bases are made from: the settings and every recipe file.
@@ -106,7 +122,7 @@ const AUTO_MEMO_SECONDS: u64 = 24 * 3600;
 /// `auto` becomes public when the public images are here or Docker Hub answers, else local.
 /// The answer is remembered for a day: asking Docker Hub costs a network round trip (or a DNS
 /// failure) on every build, which would be most of a no-op build's time.
-fn decide_auto(sh: &Shell, images: &[&Image], hash: &str) -> BaseMode {
+fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)], hash: &str) -> BaseMode {
     let fresh = std::fs::metadata(sh.current_dir().join(AUTO_MEMO))
         .and_then(|m| m.modified())
         .ok()
@@ -119,12 +135,23 @@ fn decide_auto(sh: &Shell, images: &[&Image], hash: &str) -> BaseMode {
             _ => {}
         }
     }
-    let public = base_args(images, BaseMode::Public, hash);
+    let public = choice_args(choices, BaseMode::Public, hash);
     let first = public.values().next().cloned().unwrap_or_default();
     let refs: Vec<&String> = public.values().collect();
-    let mode = if images_exist(sh, &refs) || hub_answers(&first) { BaseMode::Public } else { BaseMode::Local };
+    let mode = if images_exist(sh, &refs) || hub_answers(&first) {
+        BaseMode::Public
+    } else {
+        BaseMode::Local
+    };
     let _ = sh.create_dir("target/xtask");
-    let _ = sh.write_file(AUTO_MEMO, if mode == BaseMode::Public { "public" } else { "local" });
+    let _ = sh.write_file(
+        AUTO_MEMO,
+        if mode == BaseMode::Public {
+            "public"
+        } else {
+            "local"
+        },
+    );
     mode
 }
 
@@ -132,31 +159,70 @@ fn decide_auto(sh: &Shell, images: &[&Image], hash: &str) -> BaseMode {
 fn images_exist<S: AsRef<str>>(sh: &Shell, references: &[S]) -> bool {
     let refs: Vec<&str> = references.iter().map(AsRef::as_ref).collect();
     let format = "--format={{.Id}}";
-    cmd!(sh, "docker image inspect {format} {refs...}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "docker image inspect {format} {refs...}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 /// Decides the mode (`auto` becomes public or local) and makes sure the local bases exist.
-pub fn resolve(sh: &Shell, config: &Config, images: &[&Image], mode: BaseMode) -> Result<ResolvedBases> {
+pub fn resolve(
+    sh: &Shell,
+    config: &Config,
+    images: &[&Image],
+    mode: BaseMode,
+) -> Result<ResolvedBases> {
+    resolve_choices(sh, config, &choices(images), mode)
+}
+
+/// The PostgreSQL image for `dev` and `smoke` in the given mode, built first when local.
+pub fn database_image(sh: &Shell, config: &Config, mode: BaseMode) -> Result<String> {
+    let resolved = resolve_choices(sh, config, &[("DATABASE", &config.database)], mode)?;
+    Ok(resolved.args["DATABASE"].clone())
+}
+
+fn resolve_choices(
+    sh: &Shell,
+    config: &Config,
+    choices: &[(&str, &BaseChoice)],
+    mode: BaseMode,
+) -> Result<ResolvedBases> {
     let root = sh.current_dir();
     let hash = recipe_hash(config, &root)?;
     let mode = match mode {
-        BaseMode::Auto => decide_auto(sh, images, &hash),
+        BaseMode::Auto => decide_auto(sh, choices, &hash),
         other => other,
     };
-    let args = base_args(images, mode, &hash);
+    let args = choice_args(choices, mode, &hash);
     if mode == BaseMode::Public {
-        return Ok(ResolvedBases { mode: "public", args, built: vec![] });
+        return Ok(ResolvedBases {
+            mode: "public",
+            args,
+            built: vec![],
+        });
     }
-    let targets: BTreeSet<&str> =
-        images.iter().flat_map(|i| i.bases.values()).map(|c| c.local.as_str()).collect();
+    let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
     let all: Vec<String> = targets.iter().map(|t| local_ref(t, &hash)).collect();
     if images_exist(sh, &all) {
-        return Ok(ResolvedBases { mode: "local", args, built: vec![] });
+        return Ok(ResolvedBases {
+            mode: "local",
+            args,
+            built: vec![],
+        });
     }
-    let missing: Vec<&str> =
-        targets.iter().copied().filter(|t| !images_exist(sh, &[local_ref(t, &hash)])).collect();
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !images_exist(sh, &[local_ref(t, &hash)]))
+        .collect();
     build_local(sh, config, &hash, &missing)?;
-    Ok(ResolvedBases { mode: "local", args, built: missing.iter().map(|s| s.to_string()).collect() })
+    Ok(ResolvedBases {
+        mode: "local",
+        args,
+        built: missing.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 /// Builds the missing local targets: the Debian root file system first, when its tag is absent,

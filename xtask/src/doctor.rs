@@ -24,7 +24,11 @@ struct Line {
 
 fn version_of(sh: &Shell, program: &str, args: &[&str]) -> Option<String> {
     which::which(program).ok()?;
-    let out = cmd!(sh, "{program} {args...}").quiet().ignore_stderr().read().ok()?;
+    let out = cmd!(sh, "{program} {args...}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
     out.lines().next().map(|l| l.trim().to_string())
 }
 
@@ -52,34 +56,54 @@ impl DoctorCmd {
                 None if which::which("dockerd").is_ok() => {
                     "installed but not running: `cargo xtask doctor --fix` starts it".into()
                 }
-                None => format!("missing: `cargo xtask doctor --fix` installs it here, else {}", engine::INSTALL_HINT),
+                None => format!(
+                    "missing: `cargo xtask doctor --fix` installs it here, else {}",
+                    engine::INSTALL_HINT
+                ),
             },
         });
-        for (name, plugin, package) in [("buildx", "buildx", "docker-buildx"), ("compose", "compose", "docker-compose")] {
+        for (name, plugin, package) in [
+            ("buildx", "buildx", "docker-buildx"),
+            ("compose", "compose", "docker-compose"),
+        ] {
             let v = version_of(sh, "docker", &[plugin, "version"]);
             lines.push(Line {
                 name,
                 ok: v.is_some(),
                 optional: false,
-                detail: v.unwrap_or_else(|| format!("missing: install the Debian package {package} (trixie)")),
+                detail: v.unwrap_or_else(|| {
+                    format!("missing: install the Debian package {package} (trixie)")
+                }),
             });
         }
         let mode = crate::build::base_mode(None, config)?;
         let local_needed = mode != BaseMode::Public;
-        for (name, program, package) in [("mmdebstrap", "mmdebstrap", "mmdebstrap"), ("npm", "npm", "npm")] {
+        for (name, program, package) in [
+            ("mmdebstrap", "mmdebstrap", "mmdebstrap"),
+            ("npm", "npm", "npm"),
+        ] {
             let v = version_of(sh, program, &["--version"]);
             lines.push(Line {
                 name,
                 ok: v.is_some(),
                 optional: !local_needed,
-                detail: v.unwrap_or_else(|| format!("missing (needed for local bases): apt-get install {package}")),
+                detail: v.unwrap_or_else(|| {
+                    format!("missing (needed for local bases): apt-get install {package}")
+                }),
             });
         }
         let hash = bases::recipe_hash(config, &sh.current_dir())?;
         let images: Vec<_> = config.images.iter().collect();
         let local = bases::base_args(&images, BaseMode::Local, &hash);
         let present = server.is_some()
-            && local.values().all(|r| cmd!(sh, "docker image inspect {r}").quiet().ignore_stdout().ignore_stderr().run().is_ok());
+            && local.values().all(|r| {
+                cmd!(sh, "docker image inspect {r}")
+                    .quiet()
+                    .ignore_stdout()
+                    .ignore_stderr()
+                    .run()
+                    .is_ok()
+            });
         lines.push(Line {
             name: "local bases",
             ok: present,
@@ -96,8 +120,13 @@ impl DoctorCmd {
             ok: ca.is_some(),
             optional: true,
             detail: match ca {
-                Some(p) => format!("{} (reaches builds as the BuildKit secret `ca`)", p.display()),
-                None => "none named by SSL_CERT_FILE and friends: builds download without one".into(),
+                Some(p) => format!(
+                    "{} (reaches builds as the BuildKit secret `ca`)",
+                    p.display()
+                ),
+                None => {
+                    "none named by SSL_CERT_FILE and friends: builds download without one".into()
+                }
             },
         });
         let mut failed = false;

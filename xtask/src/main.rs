@@ -4,12 +4,15 @@
 mod bases;
 mod build;
 mod config;
+mod dev;
 mod doctor;
 mod engine;
 mod env;
 mod git;
 mod interrupt;
 mod plan;
+mod release;
+mod smoke;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -31,10 +34,20 @@ struct Cli {
 enum Cmd {
     /// Build both images in parallel, tag, label and measure them against their budgets.
     Build(build::BuildCmd),
+    /// Run the whole stack in containers with sources watched and reloaded.
+    Dev(dev::DevCmd),
+    /// Stop the production stack that `up` started.
+    Down(dev::DownCmd),
     /// Check the prerequisites: one line each, with the fix for what is missing.
     Doctor(doctor::DoctorCmd),
     /// Validate environment files.
     Env(env::EnvCmd),
+    /// Build, check and push both images to a registry, all or nothing.
+    Release(release::ReleaseCmd),
+    /// Prove the built images work and are safe: the running stack, structure, secrets, lint.
+    Smoke(smoke::SmokeCmd),
+    /// Start the production stack detached and wait until it is healthy.
+    Up(dev::UpCmd),
     /// Run every test: Rust unit and integration tests, and the backend's pytest suite.
     Test(test::TestCmd),
 }
@@ -49,9 +62,14 @@ fn main() {
         let config = || config::Config::load(&sh.current_dir().join(&cli.config));
         match cli.cmd {
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Dev(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Down(cmd) => cmd.run(&sh, &config()?),
             Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),
             Cmd::Env(cmd) => cmd.run(&sh),
+            Cmd::Release(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Smoke(cmd) => cmd.run(&sh, &config()?),
             Cmd::Test(cmd) => cmd.run(&sh),
+            Cmd::Up(cmd) => cmd.run(&sh, &config()?),
         }
     });
     if let Err(err) = result {

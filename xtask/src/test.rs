@@ -31,7 +31,10 @@ impl TestCmd {
             let version = engine::ensure(sh)?;
             eprintln!("Docker Engine {version} is up; running the Rust tests");
             let args = &self.cargo_args;
-            if cmd!(sh, "cargo test --workspace --locked {args...}").run().is_err() {
+            if cmd!(sh, "cargo test --workspace --locked {args...}")
+                .run()
+                .is_err()
+            {
                 failed.push("Rust tests");
             }
         }
@@ -58,11 +61,16 @@ fn backend_venv(sh: &Shell) -> Result<()> {
         return Ok(());
     }
     eprintln!("preparing the backend test environment in {VENV}");
-    cmd!(sh, "python3 -m venv --clear {VENV}").run().context("python3 -m venv failed")?;
-    let pip = format!("{VENV}/bin/pip");
-    cmd!(sh, "{pip} install --quiet --disable-pip-version-check -r backend/requirements-dev.txt")
+    cmd!(sh, "python3 -m venv --clear {VENV}")
         .run()
-        .context("pip could not install the backend's test requirements")?;
+        .context("python3 -m venv failed")?;
+    let pip = format!("{VENV}/bin/pip");
+    cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check -r backend/requirements-dev.txt"
+    )
+    .run()
+    .context("pip could not install the backend's test requirements")?;
     sh.write_file(&stamp, requirements)?;
     Ok(())
 }

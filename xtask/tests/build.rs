@@ -8,7 +8,12 @@ use std::time::Duration;
 use support::{built, docker, text, xtask, Container};
 
 fn image<'a>(service: &str) -> &'a serde_json::Value {
-    built()["images"].as_array().unwrap().iter().find(|i| i["service"] == service).expect("service in report")
+    built()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["service"] == service)
+        .expect("service in report")
 }
 
 fn inspect(reference: &str, format: &str) -> String {
@@ -21,13 +26,25 @@ fn every_tag_names_the_built_image() {
     let version = built()["version"].as_str().unwrap();
     for service in ["frontend", "backend"] {
         let image = image(service);
-        let tags: Vec<&str> = image["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let tags: Vec<&str> = image["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         let name = image["image"].as_str().unwrap();
         assert_eq!(tags[0], format!("{name}:latest"));
         assert_eq!(tags[1], format!("{name}:v{version}"));
-        assert!(tags[2].starts_with(&format!("{name}:sha-{}", &revision[..7])), "{tags:?}");
+        assert!(
+            tags[2].starts_with(&format!("{name}:sha-{}", &revision[..7])),
+            "{tags:?}"
+        );
         for tag in tags {
-            assert_eq!(inspect(tag, "{{.Id}}"), image["id"].as_str().unwrap(), "{tag}");
+            assert_eq!(
+                inspect(tag, "{{.Id}}"),
+                image["id"].as_str().unwrap(),
+                "{tag}"
+            );
         }
     }
 }
@@ -36,13 +53,29 @@ fn every_tag_names_the_built_image() {
 fn labels_carry_version_time_revision_source_and_title() {
     for service in ["frontend", "backend"] {
         let reference = image(service)["id"].as_str().unwrap();
-        let labels: serde_json::Value = serde_json::from_str(&inspect(reference, "{{json .Config.Labels}}")).unwrap();
-        assert_eq!(labels["org.opencontainers.image.version"], built()["version"]);
-        assert_eq!(labels["org.opencontainers.image.revision"], built()["revision"]);
+        let labels: serde_json::Value =
+            serde_json::from_str(&inspect(reference, "{{json .Config.Labels}}")).unwrap();
+        assert_eq!(
+            labels["org.opencontainers.image.version"],
+            built()["version"]
+        );
+        assert_eq!(
+            labels["org.opencontainers.image.revision"],
+            built()["revision"]
+        );
         let created = labels["org.opencontainers.image.created"].as_str().unwrap();
-        assert!(humantime::parse_rfc3339(created).is_ok(), "created {created} is not RFC 3339");
-        assert!(labels["org.opencontainers.image.source"].as_str().unwrap().starts_with("http"));
-        assert!(labels["org.opencontainers.image.title"].as_str().unwrap().contains(service));
+        assert!(
+            humantime::parse_rfc3339(created).is_ok(),
+            "created {created} is not RFC 3339"
+        );
+        assert!(labels["org.opencontainers.image.source"]
+            .as_str()
+            .unwrap()
+            .starts_with("http"));
+        assert!(labels["org.opencontainers.image.title"]
+            .as_str()
+            .unwrap()
+            .contains(service));
     }
 }
 
@@ -51,33 +84,73 @@ fn images_follow_the_spec() {
     // (service, port, CMD) as the spec gives them.
     let expected = [
         ("frontend", "3000/tcp", r#"["node","server.js"]"#),
-        ("backend", "8000/tcp", r#"["uvicorn","app.main:app","--host","0.0.0.0","--port","8000"]"#),
+        (
+            "backend",
+            "8000/tcp",
+            r#"["uvicorn","app.main:app","--host","0.0.0.0","--port","8000"]"#,
+        ),
     ];
     for (service, port, command) in expected {
         let reference = image(service)["id"].as_str().unwrap();
-        assert_eq!(inspect(reference, "{{.Config.User}}"), "1001:1001", "{service} user");
-        assert_eq!(inspect(reference, "{{.Config.WorkingDir}}"), "/app", "{service} workdir");
+        assert_eq!(
+            inspect(reference, "{{.Config.User}}"),
+            "1001:1001",
+            "{service} user"
+        );
+        assert_eq!(
+            inspect(reference, "{{.Config.WorkingDir}}"),
+            "/app",
+            "{service} workdir"
+        );
         let ports = inspect(reference, "{{json .Config.ExposedPorts}}");
         assert_eq!(ports, format!(r#"{{"{port}":{{}}}}"#), "{service} ports");
-        assert_eq!(inspect(reference, "{{json .Config.Cmd}}"), command, "{service} CMD");
-        let health: serde_json::Value = serde_json::from_str(&inspect(reference, "{{json .Config.Healthcheck}}")).unwrap();
+        assert_eq!(
+            inspect(reference, "{{json .Config.Cmd}}"),
+            command,
+            "{service} CMD"
+        );
+        let health: serde_json::Value =
+            serde_json::from_str(&inspect(reference, "{{json .Config.Healthcheck}}")).unwrap();
         assert_eq!(health["Interval"], 30_000_000_000u64, "{service} interval");
         assert_eq!(health["Timeout"], 10_000_000_000u64, "{service} timeout");
-        assert_eq!(health["StartPeriod"], 40_000_000_000u64, "{service} start period");
-        assert_eq!(health["StartInterval"], 1_000_000_000u64, "{service} start interval");
+        assert_eq!(
+            health["StartPeriod"], 40_000_000_000u64,
+            "{service} start period"
+        );
+        assert_eq!(
+            health["StartInterval"], 1_000_000_000u64,
+            "{service} start interval"
+        );
         assert_eq!(health["Retries"], 3, "{service} retries");
-        assert_eq!(health["Test"][0], "CMD", "{service} health check must be exec form");
+        assert_eq!(
+            health["Test"][0], "CMD",
+            "{service} health check must be exec form"
+        );
         let size: u64 = inspect(reference, "{{.Size}}").parse().unwrap();
         let budget = image(service)["budget_bytes"].as_u64().unwrap();
         assert!(size < budget, "{service} is {size} bytes, budget {budget}");
         assert_eq!(image(service)["size_bytes"].as_u64(), Some(size));
     }
-    let env = inspect(image("frontend")["id"].as_str().unwrap(), "{{json .Config.Env}}");
-    for var in ["NODE_ENV=production", "NEXT_TELEMETRY_DISABLED=1", "PORT=3000", "HOSTNAME=0.0.0.0"] {
+    let env = inspect(
+        image("frontend")["id"].as_str().unwrap(),
+        "{{json .Config.Env}}",
+    );
+    for var in [
+        "NODE_ENV=production",
+        "NEXT_TELEMETRY_DISABLED=1",
+        "PORT=3000",
+        "HOSTNAME=0.0.0.0",
+    ] {
         assert!(env.contains(var), "frontend env lacks {var}: {env}");
     }
-    let env = inspect(image("backend")["id"].as_str().unwrap(), "{{json .Config.Env}}");
-    assert!(env.contains("PATH=/opt/venv/bin:"), "backend PATH must start with the venv: {env}");
+    let env = inspect(
+        image("backend")["id"].as_str().unwrap(),
+        "{{json .Config.Env}}",
+    );
+    assert!(
+        env.contains("PATH=/opt/venv/bin:"),
+        "backend PATH must start with the venv: {env}"
+    );
 }
 
 #[test]
@@ -91,43 +164,93 @@ fn the_frontend_answers_its_health_check() {
 
 #[test]
 fn the_backend_answers_its_health_check() {
-    let container = Container::run(image("backend")["id"].as_str().unwrap(), 8000, &support::backend_env());
+    let container = Container::run(
+        image("backend")["id"].as_str().unwrap(),
+        8000,
+        &support::backend_env(),
+    );
     container.wait_healthy(Duration::from_secs(60));
     let (status, body) = support::http_get(container.host_port(8000), "/health").unwrap();
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains(built()["version"].as_str().unwrap()), "health names the version: {body}");
+    assert!(
+        body.contains(built()["version"].as_str().unwrap()),
+        "health names the version: {body}"
+    );
 }
 
 #[test]
 fn a_failing_build_is_reported_and_the_other_still_builds() {
-    let out = xtask(&["--config", "xtask/tests/fixtures/build/failing.toml", "build", "--json", "--progress", "quiet"]);
+    let out = xtask(&[
+        "--config",
+        "xtask/tests/fixtures/build/failing.toml",
+        "build",
+        "--json",
+        "--progress",
+        "quiet",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON even on failure");
-    let by = |s: &str| report["images"].as_array().unwrap().iter().find(|i| i["service"] == s).unwrap().clone();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON even on failure");
+    let by = |s: &str| {
+        report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["service"] == s)
+            .unwrap()
+            .clone()
+    };
     let (good, broken) = (by("good"), by("broken"));
     assert_eq!(good["ok"], true, "{good}");
     assert!(good["id"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(broken["ok"], false);
     let error = broken["error"].as_str().unwrap();
-    assert!(error.contains("exit code: 3"), "the error names the failing step: {error}");
-    assert!(text(&out.stderr).contains("1 of 2 images failed: broken"), "{}", text(&out.stderr));
+    assert!(
+        error.contains("exit code: 3"),
+        "the error names the failing step: {error}"
+    );
+    assert!(
+        text(&out.stderr).contains("1 of 2 images failed: broken"),
+        "{}",
+        text(&out.stderr)
+    );
     // The full log is kept and holds the step's own output.
-    let log = std::fs::read_to_string(support::root().join("target/xtask/build/broken.log")).unwrap();
+    let log =
+        std::fs::read_to_string(support::root().join("target/xtask/build/broken.log")).unwrap();
     assert!(log.contains("the broken fixture fails on purpose"), "{log}");
 
     // Without --json, the table lists both and the failure shows its last log lines. This runs
     // after the first build, not beside it, since both write the same log files.
-    let out = xtask(&["--config", "xtask/tests/fixtures/build/failing.toml", "build", "--progress", "quiet"]);
+    let out = xtask(&[
+        "--config",
+        "xtask/tests/fixtures/build/failing.toml",
+        "build",
+        "--progress",
+        "quiet",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("broken failed:"), "{stderr}");
-    assert!(stderr.contains("the broken fixture fails on purpose"), "last log lines shown: {stderr}");
-    assert!(text(&out.stdout).contains("todo-fixture-good"), "table lists both images");
+    assert!(
+        stderr.contains("the broken fixture fails on purpose"),
+        "last log lines shown: {stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("todo-fixture-good"),
+        "table lists both images"
+    );
 }
 
 #[test]
 fn an_image_over_budget_fails() {
-    let out = xtask(&["--config", "xtask/tests/fixtures/build/over-budget.toml", "build", "--json", "--progress", "quiet"]);
+    let out = xtask(&[
+        "--config",
+        "xtask/tests/fixtures/build/over-budget.toml",
+        "build",
+        "--json",
+        "--progress",
+        "quiet",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let error = report["images"][0]["error"].as_str().unwrap();
@@ -143,8 +266,15 @@ fn fixtures_use_the_projects_own_bases() {
         value["bases"].clone()
     };
     let own = bases("project.toml");
-    for fixture in ["xtask/tests/fixtures/build/failing.toml", "xtask/tests/fixtures/build/over-budget.toml"] {
-        assert_eq!(bases(fixture), own, "{fixture}: copy [bases] from project.toml");
+    for fixture in [
+        "xtask/tests/fixtures/build/failing.toml",
+        "xtask/tests/fixtures/build/over-budget.toml",
+    ] {
+        assert_eq!(
+            bases(fixture),
+            own,
+            "{fixture}: copy [bases] from project.toml"
+        );
     }
 }
 

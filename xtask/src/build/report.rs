@@ -66,7 +66,10 @@ pub fn append_history(sh: &Shell, report: &BuildReport) -> Result<()> {
     }
     // One write in append mode, so that two builds finishing together both keep their line.
     let path = sh.current_dir().join(HISTORY);
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     file.write_all(format!("{}\n", serde_json::to_string(&kept)?).as_bytes())?;
     Ok(())
 }

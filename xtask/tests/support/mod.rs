@@ -10,12 +10,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The xtask binary that cargo built for these tests.
 pub fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).current_dir(root()).output().expect("run xtask")
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run xtask")
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -24,8 +31,16 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Runs `docker ARGS` and returns its trimmed stdout; panics with stderr on failure.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {} failed: {}", args.join(" "), text(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
     text(&out.stdout).trim().to_string()
 }
 
@@ -36,7 +51,11 @@ pub fn built() -> &'static serde_json::Value {
     REPORT.get_or_init(|| {
         let out = xtask(&["build", "--json", "--progress", "quiet"]);
         let stdout = text(&out.stdout);
-        assert!(out.status.success(), "build failed:\n{stdout}\n{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "build failed:\n{stdout}\n{}",
+            text(&out.stderr)
+        );
         serde_json::from_str(&stdout).expect("build --json prints one JSON object")
     })
 }
@@ -45,8 +64,14 @@ pub fn built() -> &'static serde_json::Value {
 /// for the tests and reach only containers the tests start.
 pub fn backend_env() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("DATABASE_URL", "postgresql://todo:test-password@127.0.0.1:5432/todo"),
-        ("BETTER_AUTH_SECRET", "test-secret-0123456789abcdefghijklmnopqrstuvwxyz"),
+        (
+            "DATABASE_URL",
+            "postgresql://todo:test-password@127.0.0.1:5432/todo",
+        ),
+        (
+            "BETTER_AUTH_SECRET",
+            "test-secret-0123456789abcdefghijklmnopqrstuvwxyz",
+        ),
         ("OPENAI_API_KEY", "sk-test-0000000000000000000000000000"),
         ("AGENT_MODEL", "gpt-4o"),
         ("FRONTEND_URL", "http://frontend:3000"),
@@ -76,7 +101,11 @@ impl Container {
     /// The host port that the container's `port` is published on.
     pub fn host_port(&self, port: u16) -> u16 {
         let out = docker(&["port", &self.id, &format!("{port}/tcp")]);
-        out.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("published port")
+        out.lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("published port")
     }
 
     pub fn inspect(&self, format: &str) -> String {
@@ -93,7 +122,10 @@ impl Container {
             }
             let running = self.inspect("{{.State.Running}}");
             if running != "true" || start.elapsed() > timeout {
-                let logs = Command::new("docker").args(["logs", &self.id]).output().unwrap();
+                let logs = Command::new("docker")
+                    .args(["logs", &self.id])
+                    .output()
+                    .unwrap();
                 panic!(
                     "container not healthy (status {status}, running {running}) after {:?}:\n{}{}",
                     start.elapsed(),
@@ -108,7 +140,9 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.id])
+            .output();
     }
 }
 
@@ -116,10 +150,20 @@ impl Drop for Container {
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -81,10 +81,20 @@ fn main() {
     }
 }
 
-/// The workspace root: the xtask crate sits one level below it.
+/// The project root: the nearest folder at or above the current one that holds `project.toml`
+/// (so a copy of the project, as the tests make, is its own root), else the folder above the
+/// xtask crate that cargo built.
 fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
-        .to_path_buf()
+        .to_path_buf();
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .find(|dir| dir.join(config::DEFAULT_FILE).is_file())
+                .map(|dir| dir.to_path_buf())
+        })
+        .unwrap_or(built)
 }

@@ -245,15 +245,20 @@ fn build_local(sh: &Shell, config: &Config, hash: &str, targets: &[&str]) -> Res
         // The hook runs inside mmdebstrap's shell, where $1 is the new root.
         let hook = "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt \"$1\"/var/cache/apt/*.bin";
         eprintln!("  mmdebstrap {suite} (about a minute)");
-        cmd!(
+        let output = cmd!(
             sh,
-            "mmdebstrap --quiet --variant=minbase --include=usr-is-merged
+            "mmdebstrap --variant=minbase --include=usr-is-merged
                   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr {dpkgopt} {hook}
                   {suite} {tarball} {mirror}"
         )
         .quiet()
-        .run()
-        .context("mmdebstrap could not build the Debian root file system")?;
+        .ignore_status()
+        .output()?;
+        let log = format!("{WORK_DIR}/mmdebstrap-{hash}.log");
+        sh.write_file(&log, [output.stdout, output.stderr].concat())?;
+        if !output.status.success() {
+            anyhow::bail!("mmdebstrap could not build the Debian root file system: see {log}");
+        }
         // `docker import` leaves the configuration empty: these are what a Debian image sets.
         let changes = [
             "--change=ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -59,6 +59,9 @@ pub struct Image {
     pub health_path: String,
     pub user: String,
     pub budget_mb: u64,
+    /// A file inside the context that `bench` rewrites to stand for a source edit.
+    #[serde(default)]
+    pub bench_touch: Option<PathBuf>,
     /// Build argument name -> where that base comes from.
     pub bases: BTreeMap<String, BaseChoice>,
 }

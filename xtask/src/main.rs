@@ -2,6 +2,7 @@
 //! dispatches: each command lives in a module of its own.
 
 mod bases;
+mod bench;
 mod build;
 mod config;
 mod dev;
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Measure builds against `docker buildx bake` and sequential builds; update docs/benchmarks.md.
+    Bench(bench::BenchCmd),
     /// Build both images in parallel, tag, label and measure them against their budgets.
     Build(build::BuildCmd),
     /// Run the whole stack in containers with sources watched and reloaded.
@@ -61,6 +64,7 @@ fn main() {
     let result = result.map_err(anyhow::Error::from).and_then(|sh| {
         let config = || config::Config::load(&sh.current_dir().join(&cli.config));
         match cli.cmd {
+            Cmd::Bench(cmd) => cmd.run(&sh, &config()?),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
             Cmd::Dev(cmd) => cmd.run(&sh, &config()?),
             Cmd::Down(cmd) => cmd.run(&sh, &config()?),

@@ -284,3 +284,41 @@ fn unknown_services_are_refused_with_the_known_ones() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("unknown service `web`: choose among frontend, backend"));
 }
+
+#[test]
+fn ctrl_c_stops_the_builds_and_exits_130() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--config", "xtask/tests/fixtures/build/slow.toml", "build", "--no-cache", "--progress", "plain"])
+        .current_dir(support::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the slow step runs, so the interrupt lands mid-build.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("the build printed its slow step");
+        if line.contains("the slow fixture starts") {
+            break;
+        }
+    }
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // The build was stopped, not waited out: the step sleeps for two minutes.
+    assert!(started.elapsed() < Duration::from_secs(110), "took {:?}", started.elapsed());
+    let tagged = std::process::Command::new("docker")
+        .args(["image", "inspect", "todo-fixture-slow:latest"])
+        .output()
+        .unwrap();
+    assert!(!tagged.status.success(), "an interrupted build must not tag an image");
+}

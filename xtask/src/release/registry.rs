@@ -1,0 +1,314 @@
+//! The registry as the release sees it, through Docker's own programs: `docker buildx imagetools
+//! inspect` reads manifests (it answers for an insecure loopback registry too), `docker push` and
+//! `docker pull` move images. Both take credentials from Docker's login/credential store, so this
+//! code never sees, holds or prints one.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::Remote;
+
+/// How long one registry question may take before the registry counts as unreachable.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A push uploads hundreds of megabytes to a remote registry at worst.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Why the registry did not answer a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing answers at that address.
+    Unreachable(String),
+    /// It answers, but refuses us: no credentials, or wrong ones.
+    Credentials(String),
+    /// Anything else, with docker's message.
+    Other(String),
+}
+
+impl Failure {
+    pub fn detail(&self) -> &str {
+        match self {
+            Failure::Unreachable(m) | Failure::Credentials(m) | Failure::Other(m) => m,
+        }
+    }
+}
+
+/// Sorts docker's error text into what the user must do about it. The texts are those of
+/// buildx 0.13 and Engine 26, seen against Debian's `docker-registry`.
+pub fn classify(stderr: &str) -> Option<Failure> {
+    let text = stderr.trim();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("ERROR: ")
+        .to_string();
+    let lower = text.to_lowercase();
+    if lower.ends_with(": not found")
+        || lower.contains("manifest unknown")
+        || lower.contains("no such manifest")
+    {
+        return None;
+    }
+    let unreachable = [
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "network is unreachable",
+        "connection reset",
+        "eof",
+        "server gave http response to https client",
+        "tls: ",
+        "x509:",
+        "did not answer within",
+    ];
+    let refused = [
+        "401 unauthorized",
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "denied",
+        "403 forbidden",
+    ];
+    if refused.iter().any(|s| lower.contains(s)) {
+        Some(Failure::Credentials(line))
+    } else if unreachable.iter().any(|s| lower.contains(s)) {
+        Some(Failure::Unreachable(line))
+    } else {
+        Some(Failure::Other(line))
+    }
+}
+
+/// The output of a finished docker command.
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `docker ARGS`, killing it after `timeout`; stdin is closed so nothing can prompt.
+fn docker(args: &[&str], timeout: Duration) -> Result<Output> {
+    let mut child = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run docker")?;
+    let mut out = child.stdout.take().context("no stdout from docker")?;
+    let mut err = child.stderr.take().context("no stderr from docker")?;
+    // Both pipes are drained on their own threads, so a chatty child never blocks on a full one.
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let mut stderr = stderr.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!(
+            "\ndocker {} did not answer within {} s",
+            args.first().unwrap_or(&""),
+            timeout.as_secs()
+        ));
+    }
+    Ok(Output {
+        ok: status.is_some_and(|s| s.success()),
+        stdout,
+        stderr,
+    })
+}
+
+/// What the registry holds under `reference`: absent, or the manifest's digest and the image's
+/// revision and version labels.
+pub fn inspect(reference: &str) -> Result<Remote, Failure> {
+    let format = "--format={{json .}}";
+    let out = docker(
+        &["buildx", "imagetools", "inspect", format, reference],
+        QUERY_TIMEOUT,
+    )
+    .map_err(|e| Failure::Other(format!("{e:#}")))?;
+    if !out.ok {
+        return match classify(&out.stderr) {
+            None => Ok(Remote::Absent),
+            Some(failure) => Err(failure),
+        };
+    }
+    let value: serde_json::Value = serde_json::from_str(&out.stdout)
+        .map_err(|e| Failure::Other(format!("unexpected answer for {reference}: {e}")))?;
+    let digest = value["manifest"]["digest"]
+        .as_str()
+        .ok_or_else(|| Failure::Other(format!("no digest for {reference}")))?
+        .to_string();
+    // A single-platform image has its config under `image`; an index (several platforms) has
+    // one per platform and no labels of its own, so it can never count as this release.
+    let label = |name: &str| {
+        value["image"]["config"]["Labels"][name]
+            .as_str()
+            .map(str::to_string)
+    };
+    Ok(Remote::Present {
+        digest,
+        revision: label("org.opencontainers.image.revision"),
+        version: label("org.opencontainers.image.version"),
+    })
+}
+
+/// The manifest stored under `reference`, byte for byte as the registry serves it.
+pub fn raw_manifest(reference: &str) -> Result<serde_json::Value> {
+    let out = docker(
+        &["buildx", "imagetools", "inspect", "--raw", reference],
+        QUERY_TIMEOUT,
+    )?;
+    if !out.ok {
+        bail!("cannot read {reference} back: {}", out.stderr.trim());
+    }
+    serde_json::from_str(&out.stdout).with_context(|| format!("the manifest of {reference}"))
+}
+
+/// Pushes one local reference and returns the digest the registry stored it under.
+pub fn push(reference: &str) -> Result<String> {
+    let out = docker(&["push", reference], PUSH_TIMEOUT)?;
+    if !out.ok {
+        let detail = out
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("docker push failed without a message")
+            .trim()
+            .to_string();
+        bail!("{detail}");
+    }
+    pushed_digest(&out.stdout)
+        .with_context(|| format!("`docker push {reference}` printed no digest"))
+}
+
+/// The digest in `docker push`'s last line: `v1.0.1: digest: sha256:… size: 1777`.
+pub fn pushed_digest(stdout: &str) -> Option<String> {
+    stdout.lines().rev().find_map(|line| {
+        let (_, rest) = line.split_once("digest: ")?;
+        let digest = rest.split_whitespace().next()?;
+        digest.starts_with("sha256:").then(|| digest.to_string())
+    })
+}
+
+/// Pulls `repository@digest` and returns the image id it resolves to.
+pub fn pull(pinned: &str) -> Result<String> {
+    let out = docker(&["pull", "--quiet", pinned], PUSH_TIMEOUT)?;
+    if !out.ok {
+        bail!("cannot pull {pinned}: {}", out.stderr.trim());
+    }
+    image_id(pinned)
+}
+
+/// The id of a local image, or an error when the engine has no such image.
+pub fn image_id(reference: &str) -> Result<String> {
+    let out = docker(
+        &["image", "inspect", "--format={{.Id}}", reference],
+        QUERY_TIMEOUT,
+    )?;
+    if !out.ok {
+        bail!("no local image {reference}: {}", out.stderr.trim());
+    }
+    Ok(out.stdout.trim().to_string())
+}
+
+/// A local image's size in bytes, its labels and its RepoDigests (`repository@sha256:…`).
+pub fn local_image(id: &str) -> Result<(u64, serde_json::Value, Vec<String>)> {
+    let format = "--format={{.Size}}\t{{json .Config.Labels}}\t{{json .RepoDigests}}";
+    let out = docker(&["image", "inspect", format, id], QUERY_TIMEOUT)?;
+    if !out.ok {
+        bail!("cannot inspect the image {id}: {}", out.stderr.trim());
+    }
+    let mut parts = out.stdout.trim().splitn(3, '\t');
+    let size = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    let labels = serde_json::from_str(parts.next().unwrap_or("null")).unwrap_or_default();
+    let digests = serde_json::from_str(parts.next().unwrap_or("[]")).unwrap_or_default();
+    Ok((size, labels, digests))
+}
+
+/// Points a local reference at an image.
+pub fn tag(id: &str, reference: &str) -> Result<()> {
+    let out = docker(&["tag", id, reference], QUERY_TIMEOUT)?;
+    if !out.ok {
+        bail!("cannot tag {id} as {reference}: {}", out.stderr.trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_errors_sort_into_what_to_do() {
+        // Texts seen from buildx 0.13 against Debian's docker-registry 2.8.
+        assert_eq!(
+            classify("ERROR: 127.0.0.1:45123/exp/todo-backend:nope: not found\n"),
+            None
+        );
+        assert!(matches!(
+            classify(
+                "ERROR: failed to do request: Head \"http://127.0.0.1:45199/v2/x/manifests/1\": \
+                 dial tcp 127.0.0.1:45199: connect: connection refused"
+            ),
+            Some(Failure::Unreachable(m)) if m.starts_with("failed to do request")
+        ));
+        assert!(matches!(
+            classify(
+                "ERROR: unexpected status from HEAD request to http://127.0.0.1:45124/v2/x/\
+                 manifests/1: 401 Unauthorized"
+            ),
+            Some(Failure::Credentials(_))
+        ));
+        assert!(matches!(
+            classify(
+                "ERROR: pull access denied, repository does not exist or may require \
+                 authorization: authorization failed: no basic auth credentials"
+            ),
+            Some(Failure::Credentials(_))
+        ));
+        assert!(matches!(
+            classify("docker buildx did not answer within 30 s"),
+            Some(Failure::Unreachable(_))
+        ));
+        assert!(matches!(
+            classify("ERROR: something new"),
+            Some(Failure::Other(m)) if m == "something new"
+        ));
+    }
+
+    #[test]
+    fn the_push_digest_is_read_from_the_last_line() {
+        let out = "The push refers to repository [127.0.0.1:45123/exp/todo-backend]\n\
+                   b5ee6ab45689: Pushed\n\
+                   t1: digest: sha256:d6d6aa1d4402fb59caad91f2715c8b35ad80421c33c9656e7b85c96cb73fd264 size: 1777\n";
+        assert_eq!(
+            pushed_digest(out).unwrap(),
+            "sha256:d6d6aa1d4402fb59caad91f2715c8b35ad80421c33c9656e7b85c96cb73fd264"
+        );
+        assert_eq!(pushed_digest("e1af09114064: Pushed\n"), None);
+    }
+}

@@ -30,6 +30,8 @@ impl TestCmd {
         if !self.python_only {
             let version = engine::ensure(sh)?;
             eprintln!("Docker Engine {version} is up; running the Rust tests");
+            // The release tests push to a real registry, Debian's distribution registry.
+            engine::ensure_program(sh, "docker-registry", "docker-registry")?;
             let args = &self.cargo_args;
             if cmd!(sh, "cargo test --workspace --locked {args...}")
                 .run()

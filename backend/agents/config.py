@@ -13,7 +13,8 @@ from app.config import Settings
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful assistant that manages the user's todo list. "
-    "Use the todo tools to add, list and complete tasks; confirm what you changed."
+    "Use the todo tools to add, list, update, complete and delete tasks; look tasks up with "
+    "list_tasks before changing one you only know by name. Confirm briefly what you changed."
 )
 
 
@@ -31,9 +32,12 @@ def build_agent_config(settings: Settings) -> AgentConfig:
 def build_openai_client(
     settings: Settings, *, timeout: float = 30.0, max_retries: int = 2
 ) -> AsyncOpenAI:
-    """Async OpenAI client authenticated with OPENAI_API_KEY."""
+    """Async OpenAI client authenticated with OPENAI_API_KEY, at OPENAI_BASE_URL when set."""
     return AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
+        # Always explicit: given None, the SDK would read OPENAI_BASE_URL from the environment
+        # itself and bypass the validation in app.config.
+        base_url=settings.openai_base_url or "https://api.openai.com/v1",
         timeout=timeout,
         max_retries=max_retries,
     )

@@ -25,6 +25,19 @@ class ConfigurationError(Exception):
     """The environment does not hold a valid configuration (message is secret-free)."""
 
 
+def _http_url(value: str, example: str) -> str:
+    rule = f"must be a valid http:// or https:// URL such as {example}"
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(rule) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(rule)
+    return value
+
+
 class Settings(BaseSettings):
     """Validated settings; field ``foo_bar`` is read from env var ``FOO_BAR``."""
 
@@ -41,6 +54,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr
     frontend_url: str
     agent_model: str
+    # Optional: any OpenAI-compatible server (a proxy, a local model, the tests' fake model).
+    # Unset or blank means OpenAI itself.
+    openai_base_url: str | None = None
     app_version: str = DEFAULT_VERSION
 
     @field_validator("database_url")
@@ -81,16 +97,14 @@ class Settings(BaseSettings):
     @field_validator("frontend_url")
     @classmethod
     def _check_frontend_url(cls, value: str) -> str:
-        rule = "must be a valid http:// or https:// URL such as http://frontend:3000"
-        value = value.strip()
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
-            raise ValueError(rule) from None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError(rule)
-        return value
+        return _http_url(value, "http://frontend:3000")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_openai_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _http_url(value, "https://api.openai.com/v1")
 
     @field_validator("agent_model")
     @classmethod

@@ -1,14 +1,17 @@
-"""Database access: the SQLModel engine and the health probe."""
+"""Database access: the SQLModel engine, table creation and the health probe."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
 from sqlalchemy.engine import Engine
-from sqlmodel import create_engine
+from sqlmodel import SQLModel, create_engine
+
+import app.models  # noqa: F401 - registers the service's tables on SQLModel.metadata
 
 DB_OK = "ok"
 DB_UNREACHABLE = "unreachable"
@@ -68,3 +71,39 @@ class DatabaseProbe:
                 state = DB_UNREACHABLE
             self._last = (time.monotonic(), state)
             return state
+
+
+class SchemaGate:
+    """Creates the service's tables (``SQLModel.metadata``) once the database answers.
+
+    The service must start, and report its health, while the database is still
+    coming up or briefly away; so startup does not wait for the tables. A
+    background task retries until they exist, and every request that needs them
+    calls :meth:`ensure` first, which is a flag check once they do.
+    ``create_all`` only adds what is missing, so a restart never loses data.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def ensure(self) -> None:
+        """Returns once the tables exist; raises the driver's error when the database fails."""
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                SQLModel.metadata.create_all(self._engine)
+                self._ready = True
+
+    async def keep_trying(self, interval: float = 2.0) -> None:
+        while not self._ready:
+            try:
+                await asyncio.to_thread(self.ensure)
+            except Exception:  # noqa: BLE001 - the database is not there yet: try again
+                await asyncio.sleep(interval)

@@ -24,3 +24,10 @@ def test_agent_config_names_the_todo_mcp_server(valid_env: dict[str, str]) -> No
 
     config = build_agent_config(load_settings())
     assert config.mcp_server_name == load_todo_mcp().SERVER_NAME
+
+
+def test_openai_client_uses_openai_base_url(valid_env: dict[str, str]) -> None:
+    default = build_openai_client(load_settings())
+    assert str(default.base_url).rstrip("/") == "https://api.openai.com/v1"
+    custom = build_openai_client(load_settings(openai_base_url="http://model:8080/v1"))
+    assert str(custom.base_url).rstrip("/") == "http://model:8080/v1"

@@ -129,3 +129,14 @@ def test_startup_succeeds_with_valid_environment() -> None:
     result = _run_app_import(VALID_ENV)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_openai_base_url_is_optional_and_checked(valid_env: dict[str, str], clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings().openai_base_url is None
+    clean_env.setenv("OPENAI_BASE_URL", "  ")
+    assert load_settings().openai_base_url is None
+    clean_env.setenv("OPENAI_BASE_URL", "http://model:8080/v1")
+    assert load_settings().openai_base_url == "http://model:8080/v1"
+    clean_env.setenv("OPENAI_BASE_URL", "model:8080")
+    with pytest.raises(ConfigurationError, match="OPENAI_BASE_URL must be a valid http:// or https:// URL"):
+        load_settings()

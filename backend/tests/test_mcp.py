@@ -54,8 +54,10 @@ def _payload(result: Any) -> Any:
 def test_server_declares_todo_tools(server: Any) -> None:
     assert server.name == "todo-mcp"
     tools = {tool.name: tool for tool in asyncio.run(server.list_tools())}
-    assert set(tools) == {"add_task", "list_tasks", "complete_task"}
+    assert set(tools) == {"add_task", "list_tasks", "complete_task", "update_task", "delete_task"}
     assert tools["add_task"].input_schema["required"] == ["user_id", "title"]
+    for tool in tools.values():
+        assert "user_id" in tool.input_schema["required"], tool.name
 
 
 def test_tools_add_list_complete(server: Any) -> None:
@@ -87,5 +89,25 @@ def test_user_cannot_complete_someone_elses_task(server: Any) -> None:
         task = _payload(await server.call_tool("add_task", {"user_id": "owner", "title": "Mine"}))
         with pytest.raises(Exception, match="not found"):
             await server.call_tool("complete_task", {"user_id": "intruder", "task_id": task["task_id"]})
+
+    asyncio.run(scenario())
+
+
+def test_update_and_delete(server: Any) -> None:
+    async def scenario() -> None:
+        task = _payload(await server.call_tool("add_task", {"user_id": "u1", "title": "Draft"}))
+        changed = _payload(
+            await server.call_tool(
+                "update_task", {"user_id": "u1", "task_id": task["task_id"], "title": "Final", "completed": True}
+            )
+        )
+        assert changed["title"] == "Final" and changed["completed"] is True
+        with pytest.raises(Exception, match="title must not be empty"):
+            await server.call_tool("update_task", {"user_id": "u1", "task_id": task["task_id"], "title": "  "})
+        with pytest.raises(Exception, match="not found"):
+            await server.call_tool("delete_task", {"user_id": "u2", "task_id": task["task_id"]})
+        gone = _payload(await server.call_tool("delete_task", {"user_id": "u1", "task_id": task["task_id"]}))
+        assert gone["title"] == "Final"
+        assert _payload(await server.call_tool("list_tasks", {"user_id": "u1"})) == []
 
     asyncio.run(scenario())

@@ -1,25 +1,29 @@
 """MCP server exposing the todo tools the chat agent calls.
 
 Built with the official MCP Python SDK (``mcp`` 2.x, whose ``MCPServer`` is the
-successor of ``FastMCP``). Tools are scoped by ``user_id``: a user only ever
-sees and changes their own tasks.
+successor of ``FastMCP``). The tools are thin wrappers over ``app.todos``, the
+same operations the REST API uses, so both behave alike. Every tool is scoped
+by ``user_id``: a user only ever sees and changes their own tasks. The chat
+agent fills ``user_id`` from the authenticated request itself and hides it from
+the model, so a model can never act for another user.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from app import todos
 from app.models import Task
+from app.todos import StatusFilter
 
 SERVER_NAME = "todo-mcp"
-
-StatusFilter = Literal["all", "pending", "completed"]
+# The argument the agent supplies itself (never the model).
+USER_ARGUMENT = "user_id"
 
 
 def _task_dict(task: Task) -> dict[str, Any]:
@@ -39,40 +43,52 @@ def build_server(engine: Engine, *, version: str = "0.0.0") -> MCPServer:
         instructions="Manage the signed-in user's todo list.",
     )
 
+    def run(operation: Any, *args: Any, **kwargs: Any) -> Any:
+        # The SDK runs these synchronous tools in a worker thread, so blocking I/O is fine here.
+        with Session(engine) as session:
+            try:
+                return operation(session, *args, **kwargs)
+            except todos.TodoError as error:
+                raise ToolError(str(error)) from None
+
     @server.tool()
     def add_task(user_id: str, title: str, description: str | None = None) -> dict[str, Any]:
         """Create a task for the user and return it."""
-        title = title.strip()
-        if not title:
-            raise ToolError("title must not be empty")
-        with Session(engine) as session:
-            task = Task(user_id=user_id, title=title, description=description)
-            session.add(task)
-            session.commit()
-            session.refresh(task)
-            return _task_dict(task)
+        return _task_dict(run(todos.create_task, user_id, title, description))
 
     @server.tool()
     def list_tasks(user_id: str, status: StatusFilter = "all") -> list[dict[str, Any]]:
         """List the user's tasks, optionally only pending or completed ones."""
-        query = select(Task).where(Task.user_id == user_id)
-        if status != "all":
-            query = query.where(Task.completed == (status == "completed"))
-        with Session(engine) as session:
-            return [_task_dict(t) for t in session.exec(query.order_by(Task.id))]
+        return [_task_dict(t) for t in run(todos.list_tasks, user_id, status)]
 
     @server.tool()
     def complete_task(user_id: str, task_id: int) -> dict[str, Any]:
         """Mark one of the user's tasks as completed and return it."""
-        with Session(engine) as session:
-            task = session.get(Task, task_id)
-            if task is None or task.user_id != user_id:
-                raise ToolError(f"task {task_id} not found")
-            task.completed = True
-            task.updated_at = datetime.now(timezone.utc)
-            session.add(task)
-            session.commit()
-            session.refresh(task)
-            return _task_dict(task)
+        return _task_dict(run(todos.complete_task, user_id, task_id))
+
+    @server.tool()
+    def update_task(
+        user_id: str,
+        task_id: int,
+        title: str | None = None,
+        description: str | None = None,
+        completed: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change the title, description or completed state of one of the user's tasks."""
+        return _task_dict(
+            run(
+                todos.update_task,
+                user_id,
+                task_id,
+                title=title,
+                description=description,
+                completed=completed,
+            )
+        )
+
+    @server.tool()
+    def delete_task(user_id: str, task_id: int) -> dict[str, Any]:
+        """Delete one of the user's tasks and return what it was."""
+        return _task_dict(run(todos.delete_task, user_id, task_id))
 
     return server

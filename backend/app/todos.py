@@ -1,0 +1,128 @@
+"""The todo operations, shared by the REST API and the MCP tools.
+
+Each function takes the owner's ``user_id`` and touches only that user's rows: a
+task of another user reads exactly like a task that does not exist, so an id
+reveals nothing. Input is checked here once, for both callers, and every
+problem raises :class:`InvalidTodo` or :class:`TodoNotFound` with a message
+meant for the person (or the model) that sent it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlmodel import Session, select
+
+from app.models import DESCRIPTION_MAX, ID_MAX, TITLE_MAX, Task, utcnow
+
+StatusFilter = Literal["all", "pending", "completed"]
+STATUSES: tuple[str, ...] = ("all", "pending", "completed")
+
+
+class TodoError(Exception):
+    """A todo operation refused its input; ``str(error)`` says why."""
+
+
+class InvalidTodo(TodoError, ValueError):
+    pass
+
+
+class TodoNotFound(TodoError, LookupError):
+    pass
+
+
+def _no_nul(name: str, value: str) -> None:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver.
+    if "\x00" in value:
+        raise InvalidTodo(f"{name} must not contain NUL characters")
+
+
+def clean_title(title: str) -> str:
+    title = title.strip()
+    if not title:
+        raise InvalidTodo("title must not be empty")
+    if len(title) > TITLE_MAX:
+        raise InvalidTodo(f"title must be at most {TITLE_MAX} characters (got {len(title)})")
+    _no_nul("title", title)
+    return title
+
+
+def clean_description(description: str | None) -> str | None:
+    if description is None:
+        return None
+    description = description.strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidTodo(
+            f"description must be at most {DESCRIPTION_MAX} characters (got {len(description)})"
+        )
+    _no_nul("description", description)
+    return description or None
+
+
+def check_status(status: str) -> StatusFilter:
+    if status not in STATUSES:
+        raise InvalidTodo(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
+    return status  # type: ignore[return-value]
+
+
+def create_task(session: Session, user_id: str, title: str, description: str | None = None) -> Task:
+    task = Task(user_id=user_id, title=clean_title(title), description=clean_description(description))
+    session.add(task)
+    session.commit()
+    session.refresh(task)
+    return task
+
+
+def list_tasks(session: Session, user_id: str, status: str = "all") -> list[Task]:
+    query = select(Task).where(Task.user_id == user_id)
+    status = check_status(status)
+    if status != "all":
+        query = query.where(Task.completed == (status == "completed"))
+    return list(session.exec(query.order_by(Task.id)))
+
+
+def get_task(session: Session, user_id: str, task_id: int) -> Task:
+    task = session.get(Task, task_id) if 1 <= task_id <= ID_MAX else None
+    if task is None or task.user_id != user_id:
+        raise TodoNotFound(f"task {task_id} not found")
+    return task
+
+
+def update_task(
+    session: Session,
+    user_id: str,
+    task_id: int,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    completed: bool | None = None,
+    clear_description: bool = False,
+) -> Task:
+    """Changes the given fields; ``None`` leaves a field as it is."""
+    task = get_task(session, user_id, task_id)
+    if title is not None:
+        task.title = clean_title(title)
+    if clear_description:
+        task.description = None
+    elif description is not None:
+        task.description = clean_description(description)
+    if completed is not None:
+        task.completed = completed
+    task.updated_at = utcnow()
+    session.add(task)
+    session.commit()
+    session.refresh(task)
+    return task
+
+
+def complete_task(session: Session, user_id: str, task_id: int) -> Task:
+    return update_task(session, user_id, task_id, completed=True)
+
+
+def delete_task(session: Session, user_id: str, task_id: int) -> Task:
+    """Deletes the task and returns what it was."""
+    task = get_task(session, user_id, task_id)
+    gone = Task.model_validate(task.model_dump())
+    session.delete(task)
+    session.commit()
+    return gone

@@ -21,6 +21,7 @@ from app.api import router
 from app.config import Settings
 from app.database import DatabaseProbe, SchemaGate, make_engine
 from app.mcp_bridge import load_todo_mcp
+from app.slow_probe import router as slow_probe_router
 from app.todos import InvalidTodo, TodoNotFound
 
 # libpq's own connect timeout (seconds): a request against a database that does not answer
@@ -124,6 +125,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    # For the graceful-stop check of `cargo xtask smoke`: a request that is still in flight.
+    app.include_router(slow_probe_router)
 
     @app.get("/health", response_model=HealthResponse, tags=["ops"])
     async def health(request: Request) -> HealthResponse:

@@ -111,17 +111,25 @@ impl ReleaseCmd {
         };
         let planned = plan::plan(config, &inputs);
         let mut refusals = planned.refusals;
-        let Some(plan) = planned.plan else {
+        let Some(mut plan) = planned.plan else {
             return refuse(&refusals, self.dry_run, None);
         };
+        // Two places name a version besides the release; neither blocks it, both deserve a word.
         if let Some(value) = report.plain_value("VERSION") {
             if value != plan.tag {
-                eprintln!(
-                    "note: {} sets VERSION={value}; compose runs that tag until it says {}",
+                plan.notes.push(format!(
+                    "{} sets VERSION={value}: compose runs that tag until it says {}",
                     env_file.display(),
                     plan.tag
-                );
+                ));
             }
+        }
+        if config.project.version.to_string() != plan.version {
+            plan.notes.push(format!(
+                "project.toml says version {}: `cargo xtask build` tags local images with it \
+                 until it says {}",
+                config.project.version, plan.version
+            ));
         }
 
         // What the registry holds decides between refusing, building and resuming. Asking needs
@@ -180,6 +188,9 @@ impl ReleaseCmd {
         sources: &BTreeMap<String, Source>,
     ) -> Result<()> {
         let resumed = sources.values().any(|s| matches!(s, Source::Resume { .. }));
+        for note in &plan.notes {
+            eprintln!("note: {note}");
+        }
         eprintln!(
             "releasing {} of {} ({}) to {}{}",
             plan.tag,
@@ -640,6 +651,10 @@ fn push_all(
         let started = std::time::Instant::now();
         let digest = match registry::push(&push.reference) {
             Ok(digest) => digest,
+            Err(_) if interrupt::interrupted() => {
+                report_stop(plan, &confirmed, push, "interrupted");
+                return Err(interrupt::Interrupted.into());
+            }
             Err(err) => {
                 report_stop(plan, &confirmed, push, &format!("{err:#}"));
                 bail!(

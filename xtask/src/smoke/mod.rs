@@ -1,25 +1,882 @@
 //! `cargo xtask smoke`: the built images proven to work, and proven safe.
+//!
+//! One run starts the production stack from the images (PostgreSQL, backend, frontend on a
+//! bridge network of its own, with a generated test environment), measures it (time to healthy,
+//! health latency, frontend to backend by DNS, database, graceful stop, idle memory), then
+//! checks the images themselves (structure against the spec, secrets in every layer, hadolint and
+//! trivy on the Dockerfiles) and reports every check as a row: PASS, FAIL or NOT CHECKED.
+//!
+//! The parts: [`stack`] starts and always removes the containers, [`probe`] measures them,
+//! [`structure`], [`secrets`] and [`lint`] check the images, [`report`] gathers the rows, and
+//! `expect.toml` holds every limit the spec sets.
+
+mod expect;
+mod lint;
+mod probe;
+mod report;
+mod secrets;
+mod stack;
+mod structure;
+mod tar;
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::Shell;
 
-use crate::config::Config;
+use crate::config::{BaseMode, Config, Image};
+use crate::{bases, engine, env, interrupt};
+use expect::Expect;
+use report::{Row, SmokeReport};
+use secrets::Needle;
+use stack::{Stack, Started};
 
 #[derive(Debug, Args)]
-pub struct SmokeCmd {}
+pub struct SmokeCmd {
+    /// Check this image for a service instead of `<image>:latest` (repeatable).
+    #[arg(long = "image", value_name = "SERVICE=REF")]
+    images: Vec<String>,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Leave the stack running afterwards and print how to reach and remove it.
+    #[arg(long)]
+    keep: bool,
+    /// Where the PostgreSQL image comes from (default: project.toml's `bases.mode`, or
+    /// TODO_BASES).
+    #[arg(long, value_enum)]
+    bases: Option<BaseMode>,
+    /// Remove every stack that earlier runs left (kept ones too), then exit.
+    #[arg(long, conflicts_with_all = ["images", "json", "keep"])]
+    clean: bool,
+}
 
 impl SmokeCmd {
-    pub fn run(self, _sh: &Shell, _config: &Config) -> Result<()> {
-        anyhow::bail!("smoke is not written yet")
+    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        interrupt::install();
+        engine::ensure(sh)?;
+        if self.clean {
+            let reaped = stack::reap(None)?;
+            if reaped.is_empty() {
+                eprintln!("no smoke stack left behind");
+            } else {
+                eprintln!("removed the smoke runs {}", reaped.join(", "));
+            }
+            return Ok(());
+        }
+        let images = image_refs(config, &self.images)?;
+        let mode = crate::build::base_mode(self.bases, config)?;
+        let report = run_smoke(sh, config, &images, mode, self.keep)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{}", report.table());
+        }
+        if !report.ok {
+            bail!(
+                "{} of {} smoke checks failed:\n  {}",
+                report.failed,
+                report.checks.len(),
+                report.failure_summary()
+            );
+        }
+        Ok(())
     }
 }
 
-/// Runs every smoke check on exactly these images (service -> image reference or id) and
-/// succeeds only when all pass; `release` calls it before pushing anything.
-#[allow(dead_code)]
-pub fn verify(_sh: &Shell, _config: &Config, _images: &BTreeMap<String, String>) -> Result<()> {
-    anyhow::bail!("smoke checks are not written yet")
+/// Runs every smoke check on exactly these images (service -> image reference or id; a service
+/// left out is checked at `<image>:latest`) and succeeds only when none fails; `release` calls it
+/// before pushing anything. The report table goes to stderr.
+pub fn verify(sh: &Shell, config: &Config, images: &BTreeMap<String, String>) -> Result<()> {
+    interrupt::install();
+    let mut refs = image_refs(config, &[])?;
+    for (service, reference) in images {
+        if config.image(service).is_none() {
+            bail!("smoke: unknown service `{service}`");
+        }
+        refs.insert(service.clone(), reference.clone());
+    }
+    let mode = crate::build::base_mode(None, config)?;
+    let report = run_smoke(sh, config, &refs, mode, false)?;
+    eprintln!("{}", report.table());
+    if !report.ok {
+        bail!(
+            "{} smoke check(s) failed:\n  {}",
+            report.failed,
+            report.failure_summary()
+        );
+    }
+    Ok(())
+}
+
+/// Service -> image reference: `<image>:latest` for each image of the project, replaced by every
+/// `SERVICE=REF` given.
+fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut refs: BTreeMap<String, String> = config
+        .images
+        .iter()
+        .map(|i| (i.service.clone(), format!("{}:latest", i.image)))
+        .collect();
+    for pair in overrides {
+        let Some((service, reference)) = pair.split_once('=').filter(|(_, r)| !r.is_empty())
+        else {
+            bail!("--image {pair}: write SERVICE=REF, e.g. --image backend=todo-backend:v1.0.0");
+        };
+        config.select(&[service.to_string()])?;
+        refs.insert(service.to_string(), reference.to_string());
+    }
+    Ok(refs)
+}
+
+/// The generated test environment of one run: random secrets, DNS names of the run's network.
+struct TestEnv {
+    database: Vec<(String, String)>,
+    backend: Vec<(String, String)>,
+    frontend: Vec<(String, String)>,
+    /// The values the run plants, searched for in the images afterwards.
+    needles: Vec<Needle>,
+}
+
+/// Random letters and digits from the kernel's generator.
+fn random_token(len: usize) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; len * 2];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    // 248 is the largest multiple of 62 under 256: dropping the rest keeps the choice uniform.
+    let token: String = bytes
+        .iter()
+        .filter(|&&b| b < 248)
+        .take(len)
+        .map(|&b| ALPHABET[(b % 62) as usize] as char)
+        .collect();
+    if token.len() < len {
+        return random_token(len);
+    }
+    Ok(token)
+}
+
+fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
+    let rt = &expect.runtime;
+    let port = |service: &str| -> Result<u16> {
+        Ok(config
+            .image(service)
+            .with_context(|| format!("project.toml has no `{service}` image: smoke needs one"))?
+            .port)
+    };
+    let password = random_token(32)?;
+    let auth_secret = random_token(48)?;
+    let api_key = format!("sk-smoke-{}", random_token(40)?);
+    let vars = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
+    let frontend_url = format!("http://{}:{}", rt.frontend_alias, port("frontend")?);
+    let backend = vars(&[
+        (
+            "DATABASE_URL",
+            format!("postgresql://todo:{password}@{}:5432/todo", rt.database_alias),
+        ),
+        ("BETTER_AUTH_SECRET", auth_secret.clone()),
+        ("OPENAI_API_KEY", api_key.clone()),
+        ("AGENT_MODEL", "gpt-4o".into()),
+        ("FRONTEND_URL", frontend_url.clone()),
+    ]);
+    let frontend = vars(&[
+        (
+            "NEXT_PUBLIC_API_URL",
+            format!("http://{}:{}", rt.backend_alias, port("backend")?),
+        ),
+        ("BETTER_AUTH_SECRET", auth_secret.clone()),
+        ("BETTER_AUTH_URL", frontend_url),
+    ]);
+    // The same rules as every other command: the generated values must pass them.
+    let mut all: BTreeMap<String, String> = backend.iter().chain(&frontend).cloned().collect();
+    all.insert("VERSION".into(), format!("v{}", config.project.version));
+    env::check_vars(all)
+        .into_result()
+        .context("the generated test environment breaks the env rules")?;
+    let needle = |name: &str, value: &str| Needle {
+        label: format!("the test environment's {name}"),
+        bytes: value.as_bytes().to_vec(),
+    };
+    Ok(TestEnv {
+        database: vars(&[
+            ("POSTGRES_USER", "todo".into()),
+            ("POSTGRES_PASSWORD", password.clone()),
+            ("POSTGRES_DB", "todo".into()),
+        ]),
+        backend,
+        frontend,
+        needles: vec![
+            needle("database password", &password),
+            needle("BETTER_AUTH_SECRET", &auth_secret),
+            needle("OPENAI_API_KEY", &api_key),
+        ],
+    })
+}
+
+fn inspect_image(reference: &str) -> Result<serde_json::Value> {
+    let out = stack::docker(&["image", "inspect", reference]).with_context(|| {
+        format!(
+            "there is no image {reference}: build it with `cargo xtask build`, or name another \
+             with --image SERVICE=REF"
+        )
+    })?;
+    let mut all: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(all[0].take())
+}
+
+fn check_interrupt() -> Result<()> {
+    if interrupt::interrupted() {
+        bail!(interrupt::Interrupted);
+    }
+    Ok(())
+}
+
+/// Everything one run does; the stack is removed when this returns, however it returns, unless
+/// `keep`.
+fn run_smoke(
+    sh: &Shell,
+    config: &Config,
+    images: &BTreeMap<String, String>,
+    mode: BaseMode,
+    keep: bool,
+) -> Result<SmokeReport> {
+    let start = Instant::now();
+    let expect = Expect::load()?;
+    let root = sh.current_dir();
+    // Every check is planned before anything starts: unknown images and a bad environment stop
+    // the run here, with nothing to clean up.
+    let mut inspected = BTreeMap::new();
+    for (service, reference) in images {
+        inspected.insert(service.clone(), inspect_image(reference)?);
+    }
+    let image_ids: BTreeMap<String, String> = inspected
+        .iter()
+        .map(|(s, i)| (s.clone(), i["Id"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let test_env = test_env(config, &expect)?;
+    let database_image = bases::database_image(sh, config, mode)?;
+    inspect_image(&database_image)?;
+
+    let stack = Stack::create(&root, &expect.runtime.network, keep)?;
+    eprintln!(
+        "smoke run {} on network {}",
+        stack.run_id, stack.network
+    );
+    let mut rows = run_stack(&stack, config, &expect, images, &test_env, &database_image)?;
+    check_interrupt()?;
+
+    eprintln!("checking the images: structure, secrets in every layer, lint");
+    rows.extend(check_images(
+        &root, config, &expect, images, &inspected, &test_env,
+    )?);
+    check_interrupt()?;
+
+    let mut report = SmokeReport::new(
+        stack.run_id.clone(),
+        images.clone(),
+        image_ids,
+        stack.network.clone(),
+        rows,
+    );
+    report.kept = stack.keep();
+    report.seconds = start.elapsed().as_secs_f64();
+    if keep {
+        print_kept(&stack, config);
+    }
+    Ok(report)
+}
+
+/// The running part: start, measure, stop. Returns the stack rows.
+fn run_stack(
+    stack: &Stack,
+    config: &Config,
+    expect: &Expect,
+    images: &BTreeMap<String, String>,
+    test_env: &TestEnv,
+    database_image: &str,
+) -> Result<Vec<Row>> {
+    let rt = &expect.runtime;
+    let limit = Duration::from_secs_f64(rt.start_to_healthy_seconds);
+    let mut rows = Vec::new();
+    let frontend = config.image("frontend").context("no frontend image")?;
+    let backend = config.image("backend").context("no backend image")?;
+
+    // PostgreSQL first: Docker Hub's image has no HEALTHCHECK, so one is added when missing.
+    eprintln!("starting PostgreSQL ({database_image})");
+    let db_env = stack.env_file("db", &test_env.database)?;
+    let has_check = !inspect_image(database_image)?["Config"]["Healthcheck"]["Test"].is_null();
+    let db_check: &[&str] = if has_check {
+        &[]
+    } else {
+        &[
+            "--health-cmd=pg_isready -U todo -d todo",
+            "--health-interval=2s",
+            "--health-retries=30",
+        ]
+    };
+    let db = stack.run(
+        "db",
+        database_image,
+        Some(&rt.database_alias),
+        Some(&db_env),
+        None,
+        db_check,
+    )?;
+    let db_ready = stack::wait_healthy(&db.id, Duration::from_secs(90), || None)?;
+
+    // Then the backend, then the frontend, which depends on it (the spec's compose order).
+    let mut started: BTreeMap<&str, (Started, std::result::Result<f64, String>)> = BTreeMap::new();
+    for (image, alias, vars) in [
+        (backend, &rt.backend_alias, &test_env.backend),
+        (frontend, &rt.frontend_alias, &test_env.frontend),
+    ] {
+        let service = image.service.as_str();
+        eprintln!("starting {service} ({})", images[service]);
+        let file = stack.env_file(service, vars)?;
+        let container = stack.run(
+            service,
+            &images[service],
+            Some(alias),
+            Some(&file),
+            Some(image.port),
+            &[],
+        )?;
+        let port = container.host_port.unwrap_or(0);
+        let path = image.health_path.clone();
+        let healthy = stack::wait_healthy(&container.id, limit, || {
+            Some(match probe::http_get(port, &path, Duration::from_secs(2)) {
+                Ok(a) => format!(
+                    "GET {path} answered {}: {}",
+                    a.status,
+                    shorten(a.body.trim(), 120)
+                ),
+                Err(e) => format!("GET {path} got no answer: {e}"),
+            })
+        })?;
+        match &healthy {
+            Ok(s) => eprintln!("{service} healthy after {s:.1} s"),
+            Err(cause) => eprintln!("{service} is not healthy: {cause}"),
+        }
+        started.insert(
+            if service == "backend" { "backend" } else { "frontend" },
+            (container, healthy),
+        );
+    }
+    let is_healthy = |s: &str| started[s].1.is_ok();
+
+    for image in [backend, frontend] {
+        let (container, healthy) = &started[image.service.as_str()];
+        let row = Row::new("stack", "start-to-healthy", &image.service);
+        rows.push(match healthy {
+            Ok(s) => {
+                let row = row
+                    .figure(format!("{s:.1} s (limit {:.0} s)", rt.start_to_healthy_seconds))
+                    .measure(*s, "s", Some(rt.start_to_healthy_seconds));
+                if *s < rt.start_to_healthy_seconds {
+                    row.pass()
+                } else {
+                    row.fail(format!("took {s:.1} s, over the spec's {:.0} s", rt.start_to_healthy_seconds))
+                }
+            }
+            Err(cause) => row.figure("never").fail(cause.clone()),
+        });
+        rows.push(health_latency(image, container, expect));
+    }
+    check_interrupt()?;
+
+    rows.push(database_row(backend, &started["backend"].0, is_healthy("backend"), &db_ready, expect));
+    rows.push(frontend_to_backend(
+        frontend,
+        backend,
+        &started["frontend"].0,
+        is_healthy("frontend") && is_healthy("backend"),
+        expect,
+    ));
+    check_interrupt()?;
+
+    // Idle: a moment after the last request, every container measured at once.
+    std::thread::sleep(Duration::from_secs(1));
+    rows.extend(idle_memory(&[backend, frontend], &started, expect));
+    check_interrupt()?;
+
+    // A graceful stop is tried on a second container of each image, on the same network with the
+    // same environment, so that the stack itself stays whole (for `--keep`) and the measurements
+    // above saw one container per service.
+    for image in [backend, frontend] {
+        let service = image.service.as_str();
+        let vars = if service == "backend" {
+            &test_env.backend
+        } else {
+            &test_env.frontend
+        };
+        rows.push(graceful_stop(stack, image, &images[service], vars, expect)?);
+        check_interrupt()?;
+    }
+    Ok(rows)
+}
+
+fn shorten(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(n).collect::<String>())
+    }
+}
+
+fn health_latency(image: &Image, container: &Started, expect: &Expect) -> Row {
+    let limit = expect.runtime.health_latency_seconds;
+    let row = Row::new("stack", "health-latency", &image.service);
+    let port = container.host_port.unwrap_or(0);
+    let path = &image.health_path;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        match probe::http_get(port, path, Duration::from_secs(5)) {
+            Ok(a) if a.status == 200 => samples.push(a.seconds),
+            Ok(a) => {
+                return row.figure(format!("HTTP {}", a.status)).fail(format!(
+                    "GET {path} answered {}: {}",
+                    a.status,
+                    shorten(a.body.trim(), 120)
+                ))
+            }
+            Err(e) => {
+                return row
+                    .figure("no answer")
+                    .fail(format!("GET {path} got no answer: {e}"))
+            }
+        }
+    }
+    let t = probe::timings(&samples);
+    let row = row
+        .figure(format!(
+            "max {}, median {} (limit {})",
+            probe::ms(t.max),
+            probe::ms(t.median),
+            probe::ms(limit)
+        ))
+        .measure(t.max, "s", Some(limit));
+    if t.max < limit {
+        row.pass()
+    } else {
+        row.fail(format!("GET {path} took {}, over the spec's {}", probe::ms(t.max), probe::ms(limit)))
+    }
+}
+
+fn json_field(body: &str, field: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v[field].as_str().map(String::from))
+}
+
+fn database_row(
+    backend: &Image,
+    container: &Started,
+    healthy: bool,
+    db_ready: &std::result::Result<f64, String>,
+    expect: &Expect,
+) -> Row {
+    let limit = expect.runtime.database_connect_seconds;
+    let row = Row::new("stack", "database", &backend.service);
+    if let Err(cause) = db_ready {
+        return row.figure("db down").fail(format!("PostgreSQL did not start: {cause}"));
+    }
+    if !healthy {
+        return row.not_checked("the backend is not healthy");
+    }
+    let port = container.host_port.unwrap_or(0);
+    let path = &backend.health_path;
+    // The backend caches its database probe for two seconds: poll until it reports.
+    let said = engine::poll(Duration::from_secs(10), || {
+        let answer = probe::http_get(port, path, Duration::from_secs(5))?;
+        match json_field(&answer.body, "database") {
+            Some(state) if state == "ok" => Ok(state),
+            other => bail!("{}", other.unwrap_or_else(|| "no `database` field".into())),
+        }
+    });
+    if let Err(e) = said {
+        return row
+            .figure("unreachable")
+            .fail(format!("GET {path} says database: {e} (DATABASE_URL points at the run's PostgreSQL as `{}`)", expect.runtime.database_alias));
+    }
+    match probe::database_connect(&container.id) {
+        Ok(seconds) => {
+            let row = row
+                .figure(format!("ok; connect + SELECT 1 in {}", probe::ms(seconds)))
+                .measure(seconds, "s", Some(limit));
+            if seconds < limit {
+                row.pass()
+            } else {
+                row.fail(format!("a connection took {}, over the spec's {}", probe::ms(seconds), probe::ms(limit)))
+            }
+        }
+        Err(e) => row
+            .figure("health ok")
+            .fail(format!("connecting from the backend container failed: {e:#}")),
+    }
+}
+
+fn frontend_to_backend(
+    frontend: &Image,
+    backend: &Image,
+    container: &Started,
+    both_healthy: bool,
+    expect: &Expect,
+) -> Row {
+    let rt = &expect.runtime;
+    let limit = rt.frontend_to_backend_seconds;
+    let row = Row::new("stack", "frontend-to-backend", &frontend.service);
+    if !both_healthy {
+        return row.not_checked("the frontend or the backend is not healthy");
+    }
+    // The frontend's own health route says whether the app reached the backend by its name...
+    let port = container.host_port.unwrap_or(0);
+    let app_says = probe::http_get(port, &frontend.health_path, Duration::from_secs(5))
+        .ok()
+        .and_then(|a| json_field(&a.body, "backend"));
+    if app_says.as_deref() != Some("ok") {
+        return row.figure("unreachable").fail(format!(
+            "GET {} says backend: {} (NEXT_PUBLIC_API_URL is http://{}:{})",
+            frontend.health_path,
+            app_says.unwrap_or_else(|| "nothing".into()),
+            rt.backend_alias,
+            backend.port
+        ));
+    }
+    // ...and requests from inside the frontend container measure the way there.
+    let url = format!("http://{}:{}{}", rt.backend_alias, backend.port, backend.health_path);
+    match probe::fetch_from(&container.id, &url, 5) {
+        Ok(results) => {
+            if let Some((status, _)) = results.iter().find(|(s, _)| s != "200") {
+                return row.figure(status.clone()).fail(format!("GET {url} from the frontend container: {status}"));
+            }
+            let samples: Vec<f64> = results.iter().map(|r| r.1).collect();
+            let t = probe::timings(&samples);
+            let row = row
+                .figure(format!(
+                    "first {} (with DNS), median {} (limit {})",
+                    probe::ms(t.first),
+                    probe::ms(t.median),
+                    probe::ms(limit)
+                ))
+                .measure(t.max, "s", Some(limit));
+            if t.max < limit {
+                row.pass()
+            } else {
+                row.fail(format!("GET {url} took {}, over the spec's {}", probe::ms(t.max), probe::ms(limit)))
+            }
+        }
+        Err(e) => row.fail(format!("cannot request {url} from the frontend container: {e:#}")),
+    }
+}
+
+fn idle_memory(
+    images: &[&Image],
+    started: &BTreeMap<&str, (Started, std::result::Result<f64, String>)>,
+    expect: &Expect,
+) -> Vec<Row> {
+    let ids: Vec<&str> = images
+        .iter()
+        .map(|i| started[i.service.as_str()].0.id.as_str())
+        .collect();
+    let usage = probe::idle_usage(&ids);
+    images
+        .iter()
+        .map(|image| {
+            let service = image.service.as_str();
+            let row = Row::new("stack", "idle-memory", service);
+            let Some(rules) = expect.service(service) else {
+                return row.not_checked(format!("the spec names no memory for `{service}`"));
+            };
+            let id = &started[service].0.id;
+            let found = match &usage {
+                Ok(usage) => usage.iter().find(|(short, _, _)| id.starts_with(short.as_str())),
+                Err(e) => return row.not_checked(format!("docker stats failed: {e:#}")),
+            };
+            let Some((_, bytes, cpu)) = found else {
+                return row.not_checked("the container is not running");
+            };
+            let mb = *bytes as f64 / 1e6;
+            let row = row
+                .figure(format!(
+                    "{mb:.0} MB, {cpu:.1}% CPU (spec: about {:.0} MB)",
+                    rules.idle_memory_mb
+                ))
+                .measure(mb, "MB", Some(rules.idle_memory_mb));
+            if mb <= rules.idle_memory_mb {
+                row.pass()
+            } else {
+                row.fail(format!(
+                    "{mb:.0} MB at idle, over the spec's {:.0} MB",
+                    rules.idle_memory_mb
+                ))
+            }
+        })
+        .collect()
+}
+
+/// The backend's route that answers slowly, so that a request is in flight during the stop.
+const SLOW_PATH: &str = "/ops/slow?ms=2000";
+
+fn graceful_stop(
+    stack: &Stack,
+    image: &Image,
+    reference: &str,
+    vars: &[(String, String)],
+    expect: &Expect,
+) -> Result<Row> {
+    let rt = &expect.runtime;
+    let service = image.service.as_str();
+    let row = Row::new("stack", "graceful-stop", service);
+    let file = stack.env_file(&format!("{service}-stop"), vars)?;
+    let replica = stack.run(
+        &format!("{service}-stop"),
+        reference,
+        None,
+        Some(&file),
+        Some(image.port),
+        &[],
+    )?;
+    let port = replica.host_port.unwrap_or(0);
+    if let Err(e) = probe::wait_ok(port, &image.health_path, Duration::from_secs_f64(rt.start_to_healthy_seconds)) {
+        let _ = stack::docker(&["rm", "--force", &replica.id]);
+        return Ok(row.not_checked(format!("a second {service} container did not answer: {e:#}")));
+    }
+    check_interrupt()?;
+    let grace = Duration::from_secs(rt.stop_grace_seconds);
+    let slow = (service == "backend").then_some(SLOW_PATH);
+    let stop = probe::graceful_stop(&replica.id, port, slow, grace);
+    let _ = stack::docker(&["rm", "--force", &replica.id]);
+    let stop = stop?;
+    let mut problems = Vec::new();
+    if stop.seconds >= grace.as_secs_f64() - 0.5 {
+        problems.push(format!(
+            "`docker stop` took {:.1} s, the whole grace period of {} s: the process ignores SIGTERM and was killed",
+            stop.seconds,
+            grace.as_secs()
+        ));
+    }
+    if !rt.stop_exit_codes.contains(&stop.exit_code) {
+        problems.push(format!(
+            "exit code {} (a graceful stop ends with {:?})",
+            stop.exit_code, rt.stop_exit_codes
+        ));
+    }
+    let request = match &stop.in_flight {
+        None => String::new(),
+        Some(Ok(a)) if a.status == 200 => format!(", in-flight request answered 200 after {:.1} s", a.seconds),
+        Some(Ok(a)) => {
+            problems.push(format!(
+                "the in-flight GET {SLOW_PATH} answered {} instead of 200 ({})",
+                a.status,
+                shorten(a.body.trim(), 80)
+            ));
+            String::new()
+        }
+        Some(Err(e)) => {
+            problems.push(format!("the in-flight GET {SLOW_PATH} was cut off: {e}"));
+            String::new()
+        }
+    };
+    Ok(row
+        .figure(format!(
+            "stopped in {:.1} s, exit {}{request}",
+            stop.seconds, stop.exit_code
+        ))
+        .measure(stop.seconds, "s", Some(grace.as_secs_f64()))
+        .problems(problems))
+}
+
+/// The image part: structure and secrets of each image in a thread of its own, and the lint of
+/// every Dockerfile in another, all at once.
+fn check_images(
+    root: &Path,
+    config: &Config,
+    expect: &Expect,
+    images: &BTreeMap<String, String>,
+    inspected: &BTreeMap<String, serde_json::Value>,
+    test_env: &TestEnv,
+) -> Result<Vec<Row>> {
+    let tools = lint::ensure_tools(root).map_err(|e| format!("{e:#}"));
+    let needles = &test_env.needles;
+    let tools = &tools;
+    std::thread::scope(|scope| {
+        let mut jobs = Vec::new();
+        for image in &config.images {
+            let reference = images[&image.service].as_str();
+            let inspect = &inspected[&image.service];
+            jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
+                let (secrets_row, passwd) = secrets_row(image, reference, needles)?;
+                let mut rows = structure::check(inspect, image, expect, passwd.as_deref());
+                rows.push(secrets_row);
+                Ok(rows)
+            }));
+        }
+        jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
+            let mut rows = Vec::new();
+            for image in &config.images {
+                rows.extend(lint::check(root, tools, image));
+                rows.push(lint::vulnerabilities(
+                    tools,
+                    &image.service,
+                    &images[&image.service],
+                ));
+            }
+            Ok(rows)
+        }));
+        let mut rows = Vec::new();
+        for job in jobs {
+            rows.extend(job.join().map_err(|_| anyhow::anyhow!("an image check panicked"))??);
+        }
+        Ok(rows)
+    })
+}
+
+/// Streams `docker save` of the image through the scanner; returns the row and the image's
+/// `/etc/passwd`.
+fn secrets_row(
+    image: &Image,
+    reference: &str,
+    needles: &[Needle],
+) -> Result<(Row, Option<String>)> {
+    let row = Row::new("image", "secrets", &image.service);
+    let mut child = Command::new("docker")
+        .args(["save", reference])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run docker save")?;
+    let stdout = child.stdout.take().context("no output from docker save")?;
+    let scanned = secrets::scan_saved(
+        std::io::BufReader::with_capacity(1 << 20, stdout),
+        needles,
+        &interrupt::interrupted,
+    );
+    if scanned.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    if interrupt::interrupted() {
+        bail!(interrupt::Interrupted);
+    }
+    let scan = match scanned {
+        Ok(scan) if status.success() => scan,
+        Ok(_) | Err(_) => {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            let cause = match scanned {
+                Err(e) => format!("{e:#}"),
+                Ok(_) => stderr.trim().to_string(),
+            };
+            return Ok((row.fail(format!("the image could not be read: {cause}")), None));
+        }
+    };
+    let figure = format!(
+        "{} layers, {} files, {:.0} MB searched",
+        scan.layers,
+        scan.files,
+        scan.bytes as f64 / 1e6
+    );
+    let row = row.figure(figure);
+    let row = if scan.findings.is_empty() {
+        row.pass()
+    } else {
+        let total = scan.findings.len();
+        let mut shown: Vec<String> = scan.findings.iter().take(8).cloned().collect();
+        if total > shown.len() {
+            shown.push(format!("and {} more", total - shown.len()));
+        }
+        row.fail(format!("{total} finding(s): {}", shown.join("; ")))
+    };
+    Ok((row, scan.passwd))
+}
+
+/// What `--keep` prints: where the stack answers and how to remove it.
+fn print_kept(stack: &Stack, config: &Config) {
+    let filter = format!("label={}={}", stack::RUN, stack.run_id);
+    eprintln!("\nthe stack stays up (--keep), on network {}:", stack.network);
+    for image in &config.images {
+        let name = format!("todo-smoke-{}-{}", stack.run_id, image.service);
+        if let Ok(out) = stack::docker(&["port", &name, &format!("{}/tcp", image.port)]) {
+            if let Some(address) = out.lines().find(|l| l.starts_with("127.0.0.1:")) {
+                eprintln!("  {:<9} http://{address}{}", image.service, image.health_path);
+            }
+        }
+    }
+    eprintln!(
+        "  {:<9} docker exec -it todo-smoke-{}-db psql -U todo todo",
+        "db", stack.run_id
+    );
+    eprintln!("remove it with `cargo xtask smoke --clean`, or:");
+    eprintln!(
+        "  docker rm --force --volumes $(docker ps --all --quiet --filter {filter}) && docker network rm {}",
+        stack.network
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap()
+    }
+
+    #[test]
+    fn images_default_to_latest_and_overrides_are_checked() {
+        let config = config();
+        let refs = image_refs(&config, &[]).unwrap();
+        assert_eq!(refs["frontend"], "todo-frontend:latest");
+        assert_eq!(refs["backend"], "todo-backend:latest");
+        let refs = image_refs(&config, &["backend=todo-fixture-x:1".into()]).unwrap();
+        assert_eq!(refs["backend"], "todo-fixture-x:1");
+        let err = image_refs(&config, &["web=x".into()]).unwrap_err().to_string();
+        assert!(err.contains("unknown service `web`"), "{err}");
+        let err = image_refs(&config, &["backend".into()]).unwrap_err().to_string();
+        assert!(err.contains("SERVICE=REF"), "{err}");
+    }
+
+    #[test]
+    fn the_generated_environment_passes_the_rules_and_is_random() {
+        let config = config();
+        let expect = Expect::load().unwrap();
+        let a = test_env(&config, &expect).unwrap();
+        let b = test_env(&config, &expect).unwrap();
+        let get = |vars: &[(String, String)], k: &str| {
+            vars.iter().find(|(n, _)| n == k).unwrap().1.clone()
+        };
+        assert_ne!(get(&a.backend, "BETTER_AUTH_SECRET"), get(&b.backend, "BETTER_AUTH_SECRET"));
+        assert_eq!(get(&a.frontend, "NEXT_PUBLIC_API_URL"), "http://backend:8000");
+        assert!(get(&a.backend, "DATABASE_URL").contains("@db:5432/todo"));
+        assert_eq!(
+            get(&a.frontend, "BETTER_AUTH_SECRET"),
+            get(&a.backend, "BETTER_AUTH_SECRET")
+        );
+        assert_eq!(a.needles.len(), 3);
+        // Every planted value is long enough to be searched for without false hits.
+        assert!(a.needles.iter().all(|n| n.bytes.len() >= 32));
+    }
+
+    #[test]
+    fn random_tokens_use_the_whole_alphabet() {
+        let token = random_token(2000).unwrap();
+        assert_eq!(token.len(), 2000);
+        assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(token.chars().any(|c| c.is_ascii_digit()));
+        assert!(token.chars().any(|c| c.is_ascii_uppercase()));
+    }
 }

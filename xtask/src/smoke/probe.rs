@@ -1,0 +1,253 @@
+//! Measurements of the running stack: HTTP from the host, requests from inside a container
+//! (frontend to backend by DNS, backend to PostgreSQL), memory at idle, and a graceful stop.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::stack::docker;
+
+/// One HTTP answer: status, body, and the time from connecting to the last byte.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub seconds: f64,
+}
+
+/// A plain HTTP/1.0 GET on loopback; the connection closes after the answer.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<Answer> {
+    let start = Instant::now();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the answer is not HTTP")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok(Answer {
+        status,
+        body,
+        seconds,
+    })
+}
+
+/// Statistics of a few timings, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timings {
+    pub first: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+pub fn timings(samples: &[f64]) -> Timings {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    Timings {
+        first: samples.first().copied().unwrap_or(0.0),
+        median: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+        max: sorted.last().copied().unwrap_or(0.0),
+    }
+}
+
+pub fn ms(seconds: f64) -> String {
+    if seconds < 0.01 {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else {
+        format!("{:.0} ms", seconds * 1000.0)
+    }
+}
+
+/// Requests `url` `count` times from inside the frontend container with its own `node`, and
+/// returns (status or error, seconds) of each: the first request also resolves the name.
+pub fn fetch_from(container: &str, url: &str, count: usize) -> Result<Vec<(String, f64)>> {
+    let script = format!(
+        "(async () => {{ const out = []; for (let i = 0; i < {count}; i++) {{ \
+           const t = performance.now(); \
+           try {{ const r = await fetch({url:?}, {{cache: 'no-store', signal: AbortSignal.timeout(5000)}}); \
+                 await r.text(); out.push([String(r.status), (performance.now() - t) / 1000]); }} \
+           catch (e) {{ out.push([String((e.cause && e.cause.code) || e.name), (performance.now() - t) / 1000]); }} \
+         }} console.log(JSON.stringify(out)); }})()"
+    );
+    let out = docker(&["exec", container, "node", "-e", &script])?;
+    serde_json::from_str(out.lines().last().unwrap_or("")).context("unexpected output of node")
+}
+
+/// Connects from inside the backend container to its DATABASE_URL with the image's own
+/// psycopg, runs `SELECT 1`, and returns the seconds it took.
+pub fn database_connect(container: &str) -> Result<f64> {
+    let script = "import json, os, time\n\
+import psycopg\n\
+start = time.perf_counter()\n\
+with psycopg.connect(os.environ['DATABASE_URL'], connect_timeout=5) as conn:\n\
+    conn.execute('SELECT 1')\n\
+print(json.dumps(time.perf_counter() - start))\n";
+    let out = docker(&["exec", container, "python", "-c", script])?;
+    out.lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .context("unexpected output of python")
+}
+
+/// Memory in bytes and CPU percent of each container, from one `docker stats --no-stream`.
+pub fn idle_usage(ids: &[&str]) -> Result<Vec<(String, u64, f64)>> {
+    let mut args = vec![
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.ID}}|{{.MemUsage}}|{{.CPUPerc}}",
+    ];
+    args.extend(ids);
+    let out = docker(&args)?;
+    out.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('|').collect();
+            let memory = fields
+                .get(1)
+                .and_then(|m| m.split('/').next())
+                .and_then(parse_size)
+                .with_context(|| format!("unexpected docker stats line: {line}"))?;
+            let cpu = fields
+                .get(2)
+                .and_then(|c| c.trim().trim_end_matches('%').parse().ok())
+                .unwrap_or(0.0);
+            Ok((fields[0].to_string(), memory, cpu))
+        })
+        .collect()
+}
+
+/// A size as docker prints it: `59.7MiB`, `1.2GiB`, `512kB`, `0B`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let factor = match unit.trim() {
+        "B" | "" => 1.0,
+        "kB" | "KB" => 1e3,
+        "KiB" => 1024.0,
+        "MB" => 1e6,
+        "MiB" => 1024.0 * 1024.0,
+        "GB" => 1e9,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as u64)
+}
+
+/// Polls `GET path` until it answers 200.
+pub fn wait_ok(port: u16, path: &str, timeout: Duration) -> Result<()> {
+    crate::engine::poll(timeout, || {
+        if crate::interrupt::interrupted() {
+            return Ok(());
+        }
+        let answer = http_get(port, path, Duration::from_secs(2))?;
+        if answer.status != 200 {
+            bail!("GET {path} answered {}", answer.status);
+        }
+        Ok(())
+    })
+}
+
+/// How a graceful stop went.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub seconds: f64,
+    pub exit_code: i64,
+    /// The in-flight request's answer, when one was made.
+    pub in_flight: Option<Result<Answer, String>>,
+}
+
+/// Stops a container with `docker stop` (SIGTERM, then SIGKILL after `grace`) while a request
+/// to `slow_path` is in flight, when one is given.
+pub fn graceful_stop(
+    id: &str,
+    port: u16,
+    slow_path: Option<&str>,
+    grace: Duration,
+) -> Result<Stop> {
+    let request = slow_path.map(|path| {
+        let path = path.to_string();
+        std::thread::spawn(move || {
+            http_get(port, &path, Duration::from_secs(30)).map_err(|e| format!("{e:#}"))
+        })
+    });
+    if request.is_some() {
+        // Long enough for the request to reach the server, well inside its sleep.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let start = Instant::now();
+    docker(&["stop", "--time", &grace.as_secs().to_string(), id])?;
+    let seconds = start.elapsed().as_secs_f64();
+    let exit_code = super::stack::state(id)?.exit_code;
+    let in_flight = request.map(|r| {
+        r.join()
+            .unwrap_or_else(|_| Err("the request thread panicked".into()))
+    });
+    Ok(Stop {
+        seconds,
+        exit_code,
+        in_flight,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_sizes_are_parsed() {
+        assert_eq!(parse_size("59.7MiB"), Some(62_599_987));
+        assert_eq!(parse_size("0B"), Some(0));
+        assert_eq!(parse_size("512kB"), Some(512_000));
+        assert_eq!(parse_size("1.5GiB"), Some(1_610_612_736));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn timings_have_first_median_and_max() {
+        let t = timings(&[0.03, 0.001, 0.002, 0.004, 0.002]);
+        assert_eq!(t.first, 0.03);
+        assert_eq!(t.median, 0.002);
+        assert_eq!(t.max, 0.03);
+        assert_eq!(ms(0.0042), "4.2 ms");
+        assert_eq!(ms(0.25), "250 ms");
+    }
+
+    #[test]
+    fn http_get_reads_status_body_and_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let n = conn.read(&mut request).unwrap();
+            assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /health HTTP/1.0"));
+            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno")
+                .unwrap();
+        });
+        let answer = http_get(port, "/health", Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.body, "no");
+        assert!(answer.seconds > 0.0);
+    }
+}

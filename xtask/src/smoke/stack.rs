@@ -1,0 +1,429 @@
+//! The stack a smoke run starts: a bridge network of its own, PostgreSQL, the backend and the
+//! frontend, each labelled with the run, and removed on every way out: success, failure, Ctrl-C
+//! and panic through `Drop`, a crash through the next run, which reaps what dead runs left.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+use crate::interrupt;
+
+/// Every container and network a smoke run makes carries this label...
+pub const OWNER: &str = "todo-chatbot.owner=smoke";
+/// ...and these, which say which run made it, from which process, when, and whether `--keep`
+/// asked for it to stay.
+pub const RUN: &str = "todo-chatbot.smoke.run";
+const PID: &str = "todo-chatbot.smoke.pid";
+const STARTED: &str = "todo-chatbot.smoke.started";
+const KEEP: &str = "todo-chatbot.smoke.keep";
+/// A run whose process still lives is left alone, unless it is older than this: no smoke run
+/// lasts that long, so its process id now belongs to something else.
+const MAX_RUN_AGE_SECONDS: u64 = 2 * 3600;
+
+/// Runs `docker ARGS`; returns stdout trimmed, or an error holding stderr.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run docker")?;
+    if !out.status.success() {
+        bail!(
+            "`docker {}` failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A container the run started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    /// The loopback port the container's service port is published on.
+    pub host_port: Option<u16>,
+}
+
+pub struct Stack {
+    pub run_id: String,
+    pub network: String,
+    started: u64,
+    keep: bool,
+    /// Where the run's environment files live (mode 0600) until the run ends.
+    pub dir: PathBuf,
+}
+
+impl Stack {
+    /// Reaps what crashed runs left, then makes the run's network. `base_network` is the spec's
+    /// network name; the run id is appended so that parallel runs never share one.
+    pub fn create(root: &Path, base_network: &str, keep: bool) -> Result<Stack> {
+        let started = now_seconds();
+        let run_id = format!("{started:x}-{}", std::process::id());
+        let reaped = reap(Some(started))?;
+        if !reaped.is_empty() {
+            eprintln!(
+                "removed what earlier smoke runs left behind: {}",
+                reaped.join(", ")
+            );
+        }
+        let dir = root.join("target/xtask/smoke").join(&run_id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let stack = Stack {
+            network: format!("{base_network}-{run_id}"),
+            run_id,
+            started,
+            keep,
+            dir,
+        };
+        let mut args = vec!["network", "create", "--driver", "bridge"];
+        let labels = stack.labels();
+        args.extend(labels.iter().map(String::as_str));
+        args.push(&stack.network);
+        docker(&args).context("cannot create the run's network")?;
+        Ok(stack)
+    }
+
+    fn labels(&self) -> Vec<String> {
+        [
+            OWNER.to_string(),
+            format!("{RUN}={}", self.run_id),
+            format!("{PID}={}", std::process::id()),
+            format!("{STARTED}={}", self.started),
+            format!("{KEEP}={}", u8::from(self.keep)),
+        ]
+        .into_iter()
+        .flat_map(|l| ["--label".to_string(), l])
+        .collect()
+    }
+
+    /// Writes an environment file for `docker run --env-file`, readable by its owner only, so
+    /// that no secret appears on a command line.
+    pub fn env_file(&self, name: &str, vars: &[(String, String)]) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(format!("{name}.env"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        for (k, v) in vars {
+            writeln!(file, "{k}={v}")?;
+        }
+        Ok(path)
+    }
+
+    /// Starts a container on the run's network. `alias` is its DNS name there; `port` is
+    /// published on a free loopback port.
+    pub fn run(
+        &self,
+        role: &str,
+        image: &str,
+        alias: Option<&str>,
+        env_file: Option<&Path>,
+        port: Option<u16>,
+        extra: &[&str],
+    ) -> Result<Started> {
+        if interrupt::interrupted() {
+            bail!(interrupt::Interrupted);
+        }
+        let name = format!("todo-smoke-{}-{role}", self.run_id);
+        let mut args: Vec<String> = ["run", "--detach", "--name", &name, "--network", &self.network]
+            .map(String::from)
+            .to_vec();
+        args.extend(self.labels());
+        args.push(format!("--label=todo-chatbot.smoke.role={role}"));
+        if let Some(alias) = alias {
+            args.push(format!("--network-alias={alias}"));
+        }
+        if let Some(file) = env_file {
+            args.push(format!("--env-file={}", file.display()));
+        }
+        if let Some(port) = port {
+            args.push(format!("--publish=127.0.0.1::{port}"));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(image.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let id = docker(&args).with_context(|| format!("cannot start the {role} container"))?;
+        let host_port = match port {
+            Some(port) => Some(published_port(&id, port)?),
+            None => None,
+        };
+        Ok(Started { id, host_port })
+    }
+
+    /// Removes everything labelled with this run.
+    pub fn remove(&self) {
+        remove_run(&self.run_id);
+    }
+
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // The environment files hold the run's secrets: they go even when the stack stays.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            self.remove();
+        }
+    }
+}
+
+fn published_port(id: &str, port: u16) -> Result<u16> {
+    let out = docker(&["port", id, &format!("{port}/tcp")])?;
+    out.lines()
+        .find(|l| l.starts_with("127.0.0.1:"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("port {port} of {id} is not published on 127.0.0.1: {out}"))
+}
+
+fn remove_run(run_id: &str) {
+    let filter = format!("label={RUN}={run_id}");
+    if let Ok(ids) = docker(&["ps", "--all", "--quiet", "--filter", &filter]) {
+        let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "--force", "--volumes"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+    }
+    if let Ok(ids) = docker(&["network", "ls", "--quiet", "--filter", &filter]) {
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = docker(&["network", "rm", id]);
+        }
+    }
+}
+
+/// What the labels of one leftover say about the run that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub pid: u32,
+    pub started: u64,
+    pub keep: bool,
+}
+
+/// Whether a run's leftovers go. `before` is the start of the run that asks (only older runs are
+/// reaped, so two runs starting together never touch each other), or None to take every run that
+/// is over, kept ones included (`--clean`).
+pub fn should_reap(run: &RunInfo, before: Option<u64>, now: u64, alive: bool) -> bool {
+    let ancient = now.saturating_sub(run.started) > MAX_RUN_AGE_SECONDS;
+    if alive && !ancient {
+        return false;
+    }
+    match before {
+        Some(start) => run.started <= start && !run.keep,
+        None => true,
+    }
+}
+
+fn parse_info(line: &str) -> Option<RunInfo> {
+    let fields: Vec<&str> = line.split('|').collect();
+    Some(RunInfo {
+        run_id: fields.get(1).filter(|s| !s.is_empty())?.to_string(),
+        pid: fields.get(2)?.parse().ok()?,
+        started: fields.get(3)?.parse().ok()?,
+        keep: fields.get(4) == Some(&"1"),
+    })
+}
+
+/// Removes the containers and networks of smoke runs that are over (see [`should_reap`]);
+/// returns the run ids removed.
+pub fn reap(before: Option<u64>) -> Result<Vec<String>> {
+    let format = format!(
+        "{{{{.ID}}}}|{{{{.Label \"{RUN}\"}}}}|{{{{.Label \"{PID}\"}}}}|{{{{.Label \"{STARTED}\"}}}}|{{{{.Label \"{KEEP}\"}}}}"
+    );
+    let filter = format!("label={OWNER}");
+    let mut lines = docker(&["ps", "--all", "--filter", &filter, "--format", &format])?;
+    lines.push('\n');
+    lines.push_str(&docker(&[
+        "network", "ls", "--filter", &filter, "--format", &format,
+    ])?);
+    let now = now_seconds();
+    let own = std::process::id();
+    let mut runs: Vec<RunInfo> = lines.lines().filter_map(parse_info).collect();
+    runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    runs.dedup_by(|a, b| a.run_id == b.run_id);
+    let mut reaped = Vec::new();
+    for run in runs {
+        let alive = run.pid == own || Path::new(&format!("/proc/{}", run.pid)).exists();
+        if should_reap(&run, before, now, alive) {
+            remove_run(&run.run_id);
+            reaped.push(run.run_id);
+        }
+    }
+    Ok(reaped)
+}
+
+/// What `docker inspect` says of a container's state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub running: bool,
+    pub exit_code: i64,
+    pub health: Option<String>,
+    /// Seconds from the container's start to its first passing health check, by the engine's
+    /// own clock.
+    pub healthy_after: Option<f64>,
+    /// The output of the last health check that failed.
+    pub last_check_output: Option<String>,
+}
+
+pub fn state(id: &str) -> Result<State> {
+    let text = docker(&["inspect", "--format", "{{json .State}}", id])?;
+    let state: serde_json::Value = serde_json::from_str(&text)?;
+    let time = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+    };
+    let started = time(&state["StartedAt"]);
+    let log = state["Health"]["Log"].as_array().cloned().unwrap_or_default();
+    let healthy_after = log
+        .iter()
+        .find(|e| e["ExitCode"].as_i64() == Some(0))
+        .and_then(|e| time(&e["End"]))
+        .zip(started)
+        .and_then(|(end, start)| end.duration_since(start).ok())
+        .map(|d| d.as_secs_f64());
+    let last_check_output = log
+        .iter()
+        .rev()
+        .find(|e| e["ExitCode"].as_i64() != Some(0))
+        .and_then(|e| e["Output"].as_str())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Ok(State {
+        running: state["Running"].as_bool().unwrap_or(false),
+        exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
+        health: state["Health"]["Status"].as_str().map(String::from),
+        healthy_after,
+        last_check_output,
+    })
+}
+
+/// The last lines a container printed, for a failure's cause.
+pub fn last_logs(id: &str, lines: usize) -> String {
+    let out = Command::new("docker")
+        .args(["logs", "--tail", &lines.to_string(), id])
+        .output();
+    match out {
+        Ok(out) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the engine reports the container healthy. On success returns the seconds from
+/// start to healthy; on failure, the cause in words (exited with its logs, or still not healthy
+/// at the deadline with what `diagnose` saw).
+pub fn wait_healthy(
+    id: &str,
+    timeout: Duration,
+    mut diagnose: impl FnMut() -> Option<String>,
+) -> Result<std::result::Result<f64, String>> {
+    let start = Instant::now();
+    loop {
+        if interrupt::interrupted() {
+            bail!(interrupt::Interrupted);
+        }
+        let state = state(id)?;
+        if state.health.as_deref() == Some("healthy") {
+            let seconds = state
+                .healthy_after
+                .unwrap_or_else(|| start.elapsed().as_secs_f64());
+            return Ok(Ok(seconds));
+        }
+        if !state.running {
+            return Ok(Err(format!(
+                "the container exited with code {}: {}",
+                state.exit_code,
+                last_logs(id, 5)
+            )));
+        }
+        if start.elapsed() >= timeout {
+            let mut cause = format!(
+                "not healthy within {:.0} s (health: {})",
+                timeout.as_secs_f64(),
+                state.health.as_deref().unwrap_or("no HEALTHCHECK")
+            );
+            if let Some(seen) = diagnose() {
+                cause.push_str(&format!("; {seen}"));
+            }
+            if let Some(output) = state.last_check_output {
+                cause.push_str(&format!("; last check said: {output}"));
+            }
+            return Ok(Err(cause));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(started: u64, keep: bool) -> RunInfo {
+        RunInfo {
+            run_id: "r".into(),
+            pid: 7,
+            started,
+            keep,
+        }
+    }
+
+    #[test]
+    fn only_older_finished_runs_are_reaped() {
+        let now = 10_000;
+        // A crashed older run goes; a live one, a newer one and a kept one stay.
+        assert!(should_reap(&run(9_000, false), Some(9_500), now, false));
+        assert!(!should_reap(&run(9_000, false), Some(9_500), now, true));
+        assert!(!should_reap(&run(9_600, false), Some(9_500), now, false));
+        assert!(!should_reap(&run(9_000, true), Some(9_500), now, false));
+        // `--clean` takes kept runs too, never a live one.
+        assert!(should_reap(&run(9_000, true), None, now, false));
+        assert!(!should_reap(&run(9_000, false), None, now, true));
+        // A process id that lives on after hours belongs to another process by now.
+        assert!(should_reap(&run(1_000, false), Some(9_500), now, true));
+    }
+
+    #[test]
+    fn leftover_labels_are_parsed() {
+        assert_eq!(
+            parse_info("abc|r1|42|100|1"),
+            Some(RunInfo {
+                run_id: "r1".into(),
+                pid: 42,
+                started: 100,
+                keep: true
+            })
+        );
+        assert_eq!(parse_info("abc||42|100|0"), None);
+        assert_eq!(parse_info("abc|r1|x|100|0"), None);
+    }
+}

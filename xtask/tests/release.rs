@@ -772,7 +772,6 @@ fn assert_released(project: &Project, registry: &Registry, record: &serde_json::
 #[test]
 fn a_release_builds_checks_pushes_verifies_records_and_tags() {
     let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
-    support::built();
     let registry = Registry::start(false);
     let project = Project::new();
     // The registry comes from `.env` this time, as a team would set it.
@@ -802,7 +801,6 @@ fn a_release_builds_checks_pushes_verifies_records_and_tags() {
 #[test]
 fn a_registry_that_dies_mid_push_leaves_a_release_the_same_command_completes() {
     let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
-    support::built();
     let mut registry = Registry::start(false);
     let project = Project::new();
     let prefix = registry.prefix();

@@ -2,6 +2,8 @@
 // Always answers 200 while the frontend itself works; the backend's state is
 // reported in the body, never turned into a failure of this endpoint.
 
+import { env, serverApiUrl } from "@/lib/env";
+
 export const dynamic = "force-dynamic";
 export const runtime = "nodejs";
 
@@ -9,18 +11,12 @@ type BackendStatus = "ok" | "unreachable" | "not configured";
 
 const BACKEND_TIMEOUT_MS = 1000;
 
-// Read variables at request time. A computed key keeps the bundler from inlining
-// NEXT_PUBLIC_* values at build time: the container's runtime environment decides.
-function env(name: string): string | undefined {
-  const value = process.env[name];
-  return value && value.trim() !== "" ? value.trim() : undefined;
-}
-
 async function checkBackend(): Promise<BackendStatus> {
-  const base = env("NEXT_PUBLIC_API_URL") ?? env("BACKEND_URL");
+  // The address this server reaches the backend at (BACKEND_URL, else NEXT_PUBLIC_API_URL).
+  const base = serverApiUrl();
   if (!base) return "not configured";
   try {
-    const res = await fetch(`${base.replace(/\/+$/, "")}/health`, {
+    const res = await fetch(`${base}/health`, {
       cache: "no-store",
       signal: AbortSignal.timeout(BACKEND_TIMEOUT_MS),
     });

@@ -1,12 +1,14 @@
 //! `cargo xtask test`: every test of the project in one command, on a fresh machine too. It
 //! starts what the tests need (the Docker engine), then runs the Rust tests (unit tests and the
-//! integration tests that drive the real engine) and the backend's pytest suite.
+//! integration tests that drive the real engine), the backend's pytest suite, and the end-to-end
+//! test of the running stack in headless Chromium (`e2e/`).
 
 use anyhow::{Context, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
 
-use crate::engine;
+use crate::config::{self, Config};
+use crate::{bases, build, engine};
 
 /// Where the backend's test virtual environment lives; rebuilt when its requirements change.
 const VENV: &str = "target/venvs/backend";
@@ -48,6 +50,12 @@ impl TestCmd {
                 failed.push("backend tests (pytest)");
             }
         }
+        if !self.rust_only && !self.python_only {
+            if let Err(err) = e2e(sh) {
+                eprintln!("error: end-to-end test: {err:#}");
+                failed.push("end-to-end test (e2e/run.mjs)");
+            }
+        }
         if !failed.is_empty() {
             anyhow::bail!("failed: {}", failed.join(", "));
         }
@@ -74,5 +82,44 @@ fn backend_venv(sh: &Shell) -> Result<()> {
     .run()
     .context("pip could not install the backend's test requirements")?;
     sh.write_file(&stamp, requirements)?;
+    Ok(())
+}
+
+/// Where the end-to-end test leaves its screenshots (`todos.png`, `chat.png`).
+const E2E_SCREENSHOTS: &str = "target/xtask/e2e";
+
+/// The end-to-end test: `e2e/run.mjs` starts the built images, a PostgreSQL and a fake model on
+/// a network of its own and drives the frontend in Debian's Chromium; it cleans up after itself.
+fn e2e(sh: &Shell) -> Result<()> {
+    let config = Config::load(&sh.current_dir().join(config::DEFAULT_FILE))?;
+    let database = bases::database_image(sh, &config, build::base_mode(None, &config)?)?;
+    engine::ensure_program(sh, "chromium", "chromium")?;
+    // A no-op when the Rust tests have just built the images; otherwise it builds them.
+    let xtask = std::env::current_exe()?;
+    cmd!(sh, "{xtask} build --progress quiet").run()?;
+    let lock = sh.read_file("e2e/package-lock.json")?;
+    let stamp = "e2e/node_modules/.installed-lock.json";
+    if sh.read_file(stamp).ok().as_deref() != Some(lock.as_str()) {
+        {
+            let _dir = sh.push_dir("e2e");
+            cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error")
+                .run()
+                .context("npm could not install the end-to-end test's packages")?;
+        }
+        sh.write_file(stamp, lock)?;
+    }
+    let image = |service: &str| {
+        config
+            .image(service)
+            .map(|i| format!("{}:latest", i.image))
+            .with_context(|| format!("project.toml has no {service} image"))
+    };
+    sh.create_dir(E2E_SCREENSHOTS)?;
+    cmd!(sh, "node e2e/run.mjs")
+        .env("E2E_FRONTEND_IMAGE", image("frontend")?)
+        .env("E2E_BACKEND_IMAGE", image("backend")?)
+        .env("E2E_DATABASE_IMAGE", database)
+        .env("E2E_SCREENSHOTS", E2E_SCREENSHOTS)
+        .run()?;
     Ok(())
 }

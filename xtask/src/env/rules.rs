@@ -132,6 +132,16 @@ pub const RULES: &[VarRule] = &[
         fix: "e.g. VERSION=v1.0.0",
         check: version,
     },
+    VarRule {
+        name: "OPENAI_BASE_URL",
+        group: "AI",
+        required: false,
+        secrecy: Secrecy::Plain,
+        rule: "http-url",
+        describe: "an http:// or https:// URL with a host (an OpenAI-compatible API)",
+        fix: "e.g. OPENAI_BASE_URL=http://localhost:11434/v1, or leave it empty for OpenAI itself",
+        check: http_url,
+    },
 ];
 
 /// The marker `env/.env.example` puts where a secret must go. A value still holding it was
@@ -638,6 +648,7 @@ mod tests {
         ("FRONTEND_URL", "http://localhost:3000"),
         ("DOCKER_REGISTRY", "localhost:5000/todo"),
         ("VERSION", "v1.0.0"),
+        ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
     ];
 
     fn good_entries() -> Vec<Entry> {
@@ -845,6 +856,7 @@ mod tests {
             entry(7, "FRONTEND_URL", "x"),
             entry(8, "DOCKER_REGISTRY", "Bad"),
             entry(9, "VERSION", "1.0"),
+            entry(10, "OPENAI_BASE_URL", "localhost:11434"),
         ];
         let expected: Vec<_> = RULES
             .iter()

@@ -21,6 +21,9 @@ pub struct TestCmd {
     /// Run only the backend's pytest suite.
     #[arg(long)]
     python_only: bool,
+    /// Run only the end-to-end test (the built images in headless Chromium).
+    #[arg(long, conflicts_with_all = ["rust_only", "python_only"])]
+    e2e_only: bool,
     /// Passed to `cargo test` (e.g. a test name filter).
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -29,7 +32,7 @@ pub struct TestCmd {
 impl TestCmd {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut failed = Vec::new();
-        if !self.python_only {
+        if !self.python_only && !self.e2e_only {
             let version = engine::ensure(sh)?;
             eprintln!("Docker Engine {version} is up; running the Rust tests");
             // The release tests push to a real registry, Debian's distribution registry.
@@ -42,7 +45,7 @@ impl TestCmd {
                 failed.push("Rust tests");
             }
         }
-        if !self.rust_only {
+        if !self.rust_only && !self.e2e_only {
             backend_venv(sh)?;
             let python = format!("{VENV}/bin/python");
             let _dir = sh.push_dir("backend");
@@ -91,6 +94,7 @@ const E2E_SCREENSHOTS: &str = "target/xtask/e2e";
 /// The end-to-end test: `e2e/run.mjs` starts the built images, a PostgreSQL and a fake model on
 /// a network of its own and drives the frontend in Debian's Chromium; it cleans up after itself.
 fn e2e(sh: &Shell) -> Result<()> {
+    engine::ensure(sh)?;
     let config = Config::load(&sh.current_dir().join(config::DEFAULT_FILE))?;
     let database = bases::database_image(sh, &config, build::base_mode(None, &config)?)?;
     engine::ensure_program(sh, "chromium", "chromium")?;

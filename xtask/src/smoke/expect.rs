@@ -87,7 +87,10 @@ mod tests {
         let expect = Expect::load().unwrap();
         assert_eq!(expect.image.uid, 1001);
         assert_eq!(expect.image.labels.len(), 4);
-        assert_eq!(expect.service("frontend").unwrap().cmd, ["node", "server.js"]);
+        assert_eq!(
+            expect.service("frontend").unwrap().cmd,
+            ["node", "server.js"]
+        );
         assert!(expect.service("backend").unwrap().env.contains_key("PATH"));
         assert!(expect.runtime.stop_exit_codes.contains(&143));
     }

@@ -51,7 +51,8 @@ pub fn ensure_tools(root: &Path) -> Result<Tools> {
     }
     std::fs::create_dir_all(root.join("target/tools"))?;
     let lock = File::create(root.join("target/tools/install.lock"))?;
-    lock.lock().context("cannot lock target/tools/install.lock")?;
+    lock.lock()
+        .context("cannot lock target/tools/install.lock")?;
     // Another run may have installed them while this one waited for the lock.
     if fresh() {
         return Ok(tools);
@@ -79,10 +80,7 @@ fn run_quiet(command: &mut Command) -> Result<()> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        bail!(
-            "{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
+        bail!("{}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
     }
     Ok(())
 }
@@ -235,7 +233,12 @@ pub fn vulnerabilities(tools: &Result<Tools, String>, service: &str, reference: 
     let report = json_of(
         Command::new(&tools.trivy)
             .args(["image", "--image-src", "docker", "--scanners", "vuln"])
-            .args(["--skip-db-update", "--offline-scan", "--severity", "HIGH,CRITICAL"])
+            .args([
+                "--skip-db-update",
+                "--offline-scan",
+                "--severity",
+                "HIGH,CRITICAL",
+            ])
             .args(TRIVY_OFFLINE)
             .arg("--cache-dir")
             .arg(&tools.cache)
@@ -299,6 +302,9 @@ mod tests {
             ["Dockerfile:3 DS002 HIGH: Image user should not be 'root'"]
         );
         let secrets = trivy_problems(&report, "Secrets");
-        assert_eq!(secrets, ["app/key.js:1 openai-api-key CRITICAL: OpenAI API Key"]);
+        assert_eq!(
+            secrets,
+            ["app/key.js:1 openai-api-key CRITICAL: OpenAI API Key"]
+        );
     }
 }

@@ -71,7 +71,7 @@ impl SmokeCmd {
         }
         let images = image_refs(config, &self.images)?;
         let mode = crate::build::base_mode(self.bases, config)?;
-        let report = run_smoke(sh, config, &images, mode, self.keep)?;
+        let report = interruptible(run_smoke(sh, config, &images, mode, self.keep))?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -102,7 +102,7 @@ pub fn verify(sh: &Shell, config: &Config, images: &BTreeMap<String, String>) ->
         refs.insert(service.clone(), reference.clone());
     }
     let mode = crate::build::base_mode(None, config)?;
-    let report = run_smoke(sh, config, &refs, mode, false)?;
+    let report = interruptible(run_smoke(sh, config, &refs, mode, false))?;
     eprintln!("{}", report.table());
     if !report.ok {
         bail!(
@@ -114,6 +114,15 @@ pub fn verify(sh: &Shell, config: &Config, images: &BTreeMap<String, String>) ->
     Ok(())
 }
 
+/// After Ctrl-C, whatever failed failed because of it (a `docker` child gets the terminal's
+/// SIGINT too): the run ends as interrupted, which `main` turns into exit 130.
+fn interruptible<T>(result: Result<T>) -> Result<T> {
+    if interrupt::interrupted() {
+        bail!(interrupt::Interrupted);
+    }
+    result
+}
+
 /// Service -> image reference: `<image>:latest` for each image of the project, replaced by every
 /// `SERVICE=REF` given.
 fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<String, String>> {
@@ -123,8 +132,7 @@ fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<String, 
         .map(|i| (i.service.clone(), format!("{}:latest", i.image)))
         .collect();
     for pair in overrides {
-        let Some((service, reference)) = pair.split_once('=').filter(|(_, r)| !r.is_empty())
-        else {
+        let Some((service, reference)) = pair.split_once('=').filter(|(_, r)| !r.is_empty()) else {
             bail!("--image {pair}: write SERVICE=REF, e.g. --image backend=todo-backend:v1.0.0");
         };
         config.select(&[service.to_string()])?;
@@ -183,7 +191,10 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
     let backend = vars(&[
         (
             "DATABASE_URL",
-            format!("postgresql://todo:{password}@{}:5432/todo", rt.database_alias),
+            format!(
+                "postgresql://todo:{password}@{}:5432/todo",
+                rt.database_alias
+            ),
         ),
         ("BETTER_AUTH_SECRET", auth_secret.clone()),
         ("OPENAI_API_KEY", api_key.clone()),
@@ -269,10 +280,7 @@ fn run_smoke(
     inspect_image(&database_image)?;
 
     let stack = Stack::create(&root, &expect.runtime.network, keep)?;
-    eprintln!(
-        "smoke run {} on network {}",
-        stack.run_id, stack.network
-    );
+    eprintln!("smoke run {} on network {}", stack.run_id, stack.network);
     let mut rows = run_stack(&stack, config, &expect, images, &test_env, &database_image)?;
     check_interrupt()?;
 
@@ -369,7 +377,11 @@ fn run_stack(
             Err(cause) => eprintln!("{service} is not healthy: {cause}"),
         }
         started.insert(
-            if service == "backend" { "backend" } else { "frontend" },
+            if service == "backend" {
+                "backend"
+            } else {
+                "frontend"
+            },
             (container, healthy),
         );
     }
@@ -381,12 +393,18 @@ fn run_stack(
         rows.push(match healthy {
             Ok(s) => {
                 let row = row
-                    .figure(format!("{s:.1} s (limit {:.0} s)", rt.start_to_healthy_seconds))
+                    .figure(format!(
+                        "{s:.1} s (limit {:.0} s)",
+                        rt.start_to_healthy_seconds
+                    ))
                     .measure(*s, "s", Some(rt.start_to_healthy_seconds));
                 if *s < rt.start_to_healthy_seconds {
                     row.pass()
                 } else {
-                    row.fail(format!("took {s:.1} s, over the spec's {:.0} s", rt.start_to_healthy_seconds))
+                    row.fail(format!(
+                        "took {s:.1} s, over the spec's {:.0} s",
+                        rt.start_to_healthy_seconds
+                    ))
                 }
             }
             Err(cause) => row.figure("never").fail(cause.clone()),
@@ -395,7 +413,13 @@ fn run_stack(
     }
     check_interrupt()?;
 
-    rows.push(database_row(backend, &started["backend"].0, is_healthy("backend"), &db_ready, expect));
+    rows.push(database_row(
+        backend,
+        &started["backend"].0,
+        is_healthy("backend"),
+        &db_ready,
+        expect,
+    ));
     rows.push(frontend_to_backend(
         frontend,
         backend,
@@ -469,7 +493,11 @@ fn health_latency(image: &Image, container: &Started, expect: &Expect) -> Row {
     if t.max < limit {
         row.pass()
     } else {
-        row.fail(format!("GET {path} took {}, over the spec's {}", probe::ms(t.max), probe::ms(limit)))
+        row.fail(format!(
+            "GET {path} took {}, over the spec's {}",
+            probe::ms(t.max),
+            probe::ms(limit)
+        ))
     }
 }
 
@@ -489,7 +517,9 @@ fn database_row(
     let limit = expect.runtime.database_connect_seconds;
     let row = Row::new("stack", "database", &backend.service);
     if let Err(cause) = db_ready {
-        return row.figure("db down").fail(format!("PostgreSQL did not start: {cause}"));
+        return row
+            .figure("db down")
+            .fail(format!("PostgreSQL did not start: {cause}"));
     }
     if !healthy {
         return row.not_checked("the backend is not healthy");
@@ -505,9 +535,10 @@ fn database_row(
         }
     });
     if let Err(e) = said {
-        return row
-            .figure("unreachable")
-            .fail(format!("GET {path} says database: {e} (DATABASE_URL points at the run's PostgreSQL as `{}`)", expect.runtime.database_alias));
+        return row.figure("unreachable").fail(format!(
+            "GET {path} says database: {e} (DATABASE_URL points at the run's PostgreSQL as `{}`)",
+            expect.runtime.database_alias
+        ));
     }
     match probe::database_connect(&container.id) {
         Ok(seconds) => {
@@ -517,12 +548,16 @@ fn database_row(
             if seconds < limit {
                 row.pass()
             } else {
-                row.fail(format!("a connection took {}, over the spec's {}", probe::ms(seconds), probe::ms(limit)))
+                row.fail(format!(
+                    "a connection took {}, over the spec's {}",
+                    probe::ms(seconds),
+                    probe::ms(limit)
+                ))
             }
         }
-        Err(e) => row
-            .figure("health ok")
-            .fail(format!("connecting from the backend container failed: {e:#}")),
+        Err(e) => row.figure("health ok").fail(format!(
+            "connecting from the backend container failed: {e:#}"
+        )),
     }
 }
 
@@ -554,11 +589,16 @@ fn frontend_to_backend(
         ));
     }
     // ...and requests from inside the frontend container measure the way there.
-    let url = format!("http://{}:{}{}", rt.backend_alias, backend.port, backend.health_path);
+    let url = format!(
+        "http://{}:{}{}",
+        rt.backend_alias, backend.port, backend.health_path
+    );
     match probe::fetch_from(&container.id, &url, 5) {
         Ok(results) => {
             if let Some((status, _)) = results.iter().find(|(s, _)| s != "200") {
-                return row.figure(status.clone()).fail(format!("GET {url} from the frontend container: {status}"));
+                return row
+                    .figure(status.clone())
+                    .fail(format!("GET {url} from the frontend container: {status}"));
             }
             let samples: Vec<f64> = results.iter().map(|r| r.1).collect();
             let t = probe::timings(&samples);
@@ -573,10 +613,16 @@ fn frontend_to_backend(
             if t.max < limit {
                 row.pass()
             } else {
-                row.fail(format!("GET {url} took {}, over the spec's {}", probe::ms(t.max), probe::ms(limit)))
+                row.fail(format!(
+                    "GET {url} took {}, over the spec's {}",
+                    probe::ms(t.max),
+                    probe::ms(limit)
+                ))
             }
         }
-        Err(e) => row.fail(format!("cannot request {url} from the frontend container: {e:#}")),
+        Err(e) => row.fail(format!(
+            "cannot request {url} from the frontend container: {e:#}"
+        )),
     }
 }
 
@@ -600,7 +646,9 @@ fn idle_memory(
             };
             let id = &started[service].0.id;
             let found = match &usage {
-                Ok(usage) => usage.iter().find(|(short, _, _)| id.starts_with(short.as_str())),
+                Ok(usage) => usage
+                    .iter()
+                    .find(|(short, _, _)| id.starts_with(short.as_str())),
                 Err(e) => return row.not_checked(format!("docker stats failed: {e:#}")),
             };
             let Some((_, bytes, cpu)) = found else {
@@ -648,9 +696,15 @@ fn graceful_stop(
         &[],
     )?;
     let port = replica.host_port.unwrap_or(0);
-    if let Err(e) = probe::wait_ok(port, &image.health_path, Duration::from_secs_f64(rt.start_to_healthy_seconds)) {
+    if let Err(e) = probe::wait_ok(
+        port,
+        &image.health_path,
+        Duration::from_secs_f64(rt.start_to_healthy_seconds),
+    ) {
         let _ = stack::docker(&["rm", "--force", &replica.id]);
-        return Ok(row.not_checked(format!("a second {service} container did not answer: {e:#}")));
+        return Ok(row.not_checked(format!(
+            "a second {service} container did not answer: {e:#}"
+        )));
     }
     check_interrupt()?;
     let grace = Duration::from_secs(rt.stop_grace_seconds);
@@ -674,7 +728,9 @@ fn graceful_stop(
     }
     let request = match &stop.in_flight {
         None => String::new(),
-        Some(Ok(a)) if a.status == 200 => format!(", in-flight request answered 200 after {:.1} s", a.seconds),
+        Some(Ok(a)) if a.status == 200 => {
+            format!(", in-flight request answered 200 after {:.1} s", a.seconds)
+        }
         Some(Ok(a)) => {
             problems.push(format!(
                 "the in-flight GET {SLOW_PATH} answered {} instead of 200 ({})",
@@ -697,8 +753,8 @@ fn graceful_stop(
         .problems(problems))
 }
 
-/// The image part: structure and secrets of each image in a thread of its own, and the lint of
-/// every Dockerfile in another, all at once.
+/// The image part: the structure and secrets of each image, and the lint of each Dockerfile,
+/// each in a thread of its own, all at once.
 fn check_images(
     root: &Path,
     config: &Config,
@@ -722,21 +778,20 @@ fn check_images(
                 Ok(rows)
             }));
         }
-        jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
-            let mut rows = Vec::new();
-            for image in &config.images {
-                rows.extend(lint::check(root, tools, image));
-                rows.push(lint::vulnerabilities(
-                    tools,
-                    &image.service,
-                    &images[&image.service],
-                ));
-            }
-            Ok(rows)
-        }));
+        for image in &config.images {
+            let reference = images[&image.service].as_str();
+            jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
+                let mut rows = lint::check(root, tools, image);
+                rows.push(lint::vulnerabilities(tools, &image.service, reference));
+                Ok(rows)
+            }));
+        }
         let mut rows = Vec::new();
         for job in jobs {
-            rows.extend(job.join().map_err(|_| anyhow::anyhow!("an image check panicked"))??);
+            rows.extend(
+                job.join()
+                    .map_err(|_| anyhow::anyhow!("an image check panicked"))??,
+            );
         }
         Ok(rows)
     })
@@ -781,7 +836,10 @@ fn secrets_row(
                 Err(e) => format!("{e:#}"),
                 Ok(_) => stderr.trim().to_string(),
             };
-            return Ok((row.fail(format!("the image could not be read: {cause}")), None));
+            return Ok((
+                row.fail(format!("the image could not be read: {cause}")),
+                None,
+            ));
         }
     };
     let figure = format!(
@@ -807,12 +865,18 @@ fn secrets_row(
 /// What `--keep` prints: where the stack answers and how to remove it.
 fn print_kept(stack: &Stack, config: &Config) {
     let filter = format!("label={}={}", stack::RUN, stack.run_id);
-    eprintln!("\nthe stack stays up (--keep), on network {}:", stack.network);
+    eprintln!(
+        "\nthe stack stays up (--keep), on network {}:",
+        stack.network
+    );
     for image in &config.images {
         let name = format!("todo-smoke-{}-{}", stack.run_id, image.service);
         if let Ok(out) = stack::docker(&["port", &name, &format!("{}/tcp", image.port)]) {
             if let Some(address) = out.lines().find(|l| l.starts_with("127.0.0.1:")) {
-                eprintln!("  {:<9} http://{address}{}", image.service, image.health_path);
+                eprintln!(
+                    "  {:<9} http://{address}{}",
+                    image.service, image.health_path
+                );
             }
         }
     }
@@ -844,9 +908,13 @@ mod tests {
         assert_eq!(refs["backend"], "todo-backend:latest");
         let refs = image_refs(&config, &["backend=todo-fixture-x:1".into()]).unwrap();
         assert_eq!(refs["backend"], "todo-fixture-x:1");
-        let err = image_refs(&config, &["web=x".into()]).unwrap_err().to_string();
+        let err = image_refs(&config, &["web=x".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown service `web`"), "{err}");
-        let err = image_refs(&config, &["backend".into()]).unwrap_err().to_string();
+        let err = image_refs(&config, &["backend".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("SERVICE=REF"), "{err}");
     }
 
@@ -859,8 +927,14 @@ mod tests {
         let get = |vars: &[(String, String)], k: &str| {
             vars.iter().find(|(n, _)| n == k).unwrap().1.clone()
         };
-        assert_ne!(get(&a.backend, "BETTER_AUTH_SECRET"), get(&b.backend, "BETTER_AUTH_SECRET"));
-        assert_eq!(get(&a.frontend, "NEXT_PUBLIC_API_URL"), "http://backend:8000");
+        assert_ne!(
+            get(&a.backend, "BETTER_AUTH_SECRET"),
+            get(&b.backend, "BETTER_AUTH_SECRET")
+        );
+        assert_eq!(
+            get(&a.frontend, "NEXT_PUBLIC_API_URL"),
+            "http://backend:8000"
+        );
         assert!(get(&a.backend, "DATABASE_URL").contains("@db:5432/todo"));
         assert_eq!(
             get(&a.frontend, "BETTER_AUTH_SECRET"),

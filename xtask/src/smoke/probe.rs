@@ -92,13 +92,17 @@ pub fn fetch_from(container: &str, url: &str, count: usize) -> Result<Vec<(Strin
 /// Connects from inside the backend container to its DATABASE_URL with the image's own
 /// psycopg, runs `SELECT 1`, and returns the seconds it took.
 pub fn database_connect(container: &str) -> Result<f64> {
-    let script = "import json, os, time\n\
-import psycopg\n\
-start = time.perf_counter()\n\
-with psycopg.connect(os.environ['DATABASE_URL'], connect_timeout=5) as conn:\n\
-    conn.execute('SELECT 1')\n\
-print(json.dumps(time.perf_counter() - start))\n";
-    let out = docker(&["exec", container, "python", "-c", script])?;
+    // Lines joined explicitly: a `\` line continuation in Rust would eat the indentation.
+    let script = [
+        "import json, os, time",
+        "import psycopg",
+        "start = time.perf_counter()",
+        "with psycopg.connect(os.environ['DATABASE_URL'], connect_timeout=5) as conn:",
+        "    conn.execute('SELECT 1')",
+        "print(json.dumps(time.perf_counter() - start))",
+    ]
+    .join("\n");
+    let out = docker(&["exec", container, "python", "-c", &script])?;
     out.lines()
         .last()
         .and_then(|l| l.parse().ok())

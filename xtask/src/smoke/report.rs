@@ -225,7 +225,9 @@ mod tests {
     #[test]
     fn counts_and_ok_follow_the_rows() {
         let rows = vec![
-            Row::new("image", "user", "backend").figure("uid 1001").pass(),
+            Row::new("image", "user", "backend")
+                .figure("uid 1001")
+                .pass(),
             Row::new("stack", "start-to-healthy", "backend")
                 .measure(41.0, "s", Some(30.0))
                 .fail("not healthy within 30 s"),
@@ -253,7 +255,10 @@ mod tests {
         assert_eq!(json["checks"][2]["result"], "NOT CHECKED");
         assert_eq!(json["checks"][0]["measure"]["limit"], 30.0);
         let table = report.table();
-        assert!(table.contains("NOT CHECKED") && table.contains("1 failed"), "{table}");
+        assert!(
+            table.contains("NOT CHECKED") && table.contains("1 failed"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -81,7 +81,8 @@ fn is_token_byte(b: u8) -> bool {
 pub fn key_shaped(haystack: &[u8]) -> Vec<(&'static str, String)> {
     let mut found = Vec::new();
     for offset in find_all(haystack, b"sk-") {
-        if offset > 0 && (haystack[offset - 1].is_ascii_alphanumeric() || haystack[offset - 1] == b'_')
+        if offset > 0
+            && (haystack[offset - 1].is_ascii_alphanumeric() || haystack[offset - 1] == b'_')
         {
             continue;
         }
@@ -107,12 +108,17 @@ pub fn key_shaped(haystack: &[u8]) -> Vec<(&'static str, String)> {
             .rposition(|&b| b == b'\n')
             .map_or(0, |p| p + 1)
             .max(offset.saturating_sub(48));
-        let Some(begin) = find_all(&haystack[line_start..offset], b"-----BEGIN ").last().copied()
+        let Some(begin) = find_all(&haystack[line_start..offset], b"-----BEGIN ")
+            .last()
+            .copied()
         else {
             continue;
         };
         let kind_text = &haystack[line_start + begin + 11..offset];
-        if !kind_text.iter().all(|&b| b.is_ascii_uppercase() || b == b' ') {
+        if !kind_text
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b == b' ')
+        {
             continue;
         }
         // A real key has base64 right after its first line (a newline, or `\n` inside a string
@@ -130,7 +136,10 @@ pub fn key_shaped(haystack: &[u8]) -> Vec<(&'static str, String)> {
             .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
             .count();
         if base64 >= 40 {
-            found.push(("a PEM private key", "-----BEGIN … PRIVATE KEY-----".to_string()));
+            found.push((
+                "a PEM private key",
+                "-----BEGIN … PRIVATE KEY-----".to_string(),
+            ));
         }
     }
     found
@@ -145,7 +154,10 @@ pub fn search(haystack: &[u8], needles: &[Needle]) -> Vec<String> {
         .collect();
     let mut keys = key_shaped(haystack);
     keys.dedup();
-    found.extend(keys.into_iter().map(|(kind, shown)| format!("{kind} {shown}")));
+    found.extend(
+        keys.into_iter()
+            .map(|(kind, shown)| format!("{kind} {shown}")),
+    );
     found
 }
 
@@ -166,9 +178,17 @@ pub fn scrub(text: &str, needles: &[Needle]) -> String {
 /// environment, never in the image.
 pub fn secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "API_KEY", "PRIVATE_KEY", "DATABASE_URL"]
-        .iter()
-        .any(|word| upper.contains(word))
+    [
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "DATABASE_URL",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
 }
 
 /// Where a finding is, before layer digests are turned into layer numbers.
@@ -204,7 +224,10 @@ pub fn scan_saved<R: Read>(
     let mut manifest: Option<serde_json::Value> = None;
     let mut scan = ImageScan::default();
     let mut buffer = Vec::new();
-    while let Some(header) = outer.next_entry().context("cannot read the docker save archive")? {
+    while let Some(header) = outer
+        .next_entry()
+        .context("cannot read the docker save archive")?
+    {
         if interrupted() {
             bail!(crate::interrupt::Interrupted);
         }
@@ -250,7 +273,11 @@ pub fn scan_saved<R: Read>(
     let entry = &manifest[0];
     let layers: Vec<String> = entry["Layers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let config_path = entry["Config"].as_str().unwrap_or_default().to_string();
     let config: serde_json::Value = json_blobs
@@ -367,11 +394,20 @@ fn scan_config(config: &serde_json::Value, needles: &[Needle], raw: &mut Vec<(Pl
             }
         }
     }
-    for (i, step) in config["history"].as_array().into_iter().flatten().enumerate() {
+    for (i, step) in config["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let created_by = step["created_by"].as_str().unwrap_or("");
         for what in search(created_by.as_bytes(), needles) {
             raw.push((
-                Place::Config(format!("history step {} ({})", i + 1, short_step(created_by))),
+                Place::Config(format!(
+                    "history step {} ({})",
+                    i + 1,
+                    short_step(created_by)
+                )),
                 what,
             ));
         }
@@ -429,7 +465,10 @@ mod tests {
     fn api_keys_are_told_from_words() {
         let found = key_shaped(format!("const k = \"{KEY}\";").as_bytes());
         assert_eq!(found.len(), 1);
-        assert!(!found[0].1.contains("Zx81"), "the key is never shown: {found:?}");
+        assert!(
+            !found[0].1.contains("Zx81"),
+            "the key is never shown: {found:?}"
+        );
         // OpenSSH's key type names, identifiers and short values are not keys.
         for text in [
             "sk-ecdsa-sha2-nistp256@openssh.com",
@@ -445,7 +484,8 @@ mod tests {
     fn pem_private_keys_are_found_but_not_header_patterns() {
         let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1c3YbX9Qp2Lk8v7Jw0Rz5mN4tH6gF3sD2aB1cE0fG9hI8jK7\n";
         assert_eq!(key_shaped(key.as_bytes()).len(), 1);
-        let escaped = "\"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC\"";
+        let escaped =
+            "\"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC\"";
         assert_eq!(key_shaped(escaped.as_bytes()).len(), 1);
         let pattern = "const _=/^-----BEGIN(?: (RSA|EC|ENCRYPTED))? PRIVATE KEY-----/;";
         assert!(key_shaped(pattern.as_bytes()).is_empty());
@@ -463,7 +503,9 @@ mod tests {
     /// A saved image as `docker save` writes it: layer blobs, the config blob, manifest.json.
     fn saved(layers: &[Vec<u8>], config: serde_json::Value) -> Vec<u8> {
         let config = serde_json::to_vec(&config).unwrap();
-        let names: Vec<String> = (0..layers.len()).map(|i| format!("blobs/sha256/l{i}")).collect();
+        let names: Vec<String> = (0..layers.len())
+            .map(|i| format!("blobs/sha256/l{i}"))
+            .collect();
         let manifest = serde_json::to_vec(&serde_json::json!([
             {"Config": "blobs/sha256/cfg", "Layers": names}
         ]))
@@ -487,12 +529,21 @@ mod tests {
 
     #[test]
     fn a_clean_image_has_no_findings_and_its_passwd_is_the_top_one() {
-        let base = build(&[("etc/", b""), ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")]);
+        let base = build(&[
+            ("etc/", b""),
+            ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+        ]);
         let app = build(&[
-            ("etc/passwd", b"root:x:0:0::/root:/bin/sh\nappuser:x:1001:1001::/app:/sbin/nologin\n"),
+            (
+                "etc/passwd",
+                b"root:x:0:0::/root:/bin/sh\nappuser:x:1001:1001::/app:/sbin/nologin\n",
+            ),
             ("app/main.py", b"print('hello')"),
         ]);
-        let bytes = saved(&[base, app], config(&["PATH=/usr/bin"], &["ADD rootfs", "COPY . ."]));
+        let bytes = saved(
+            &[base, app],
+            config(&["PATH=/usr/bin"], &["ADD rootfs", "COPY . ."]),
+        );
         let scan = scan_saved(&bytes[..], &needles(), &|| false).unwrap();
         assert!(scan.findings.is_empty(), "{:?}", scan.findings);
         assert!(scan.passwd.unwrap().contains("appuser"));
@@ -517,11 +568,26 @@ mod tests {
         );
         let scan = scan_saved(&bytes[..], &needles(), &|| false).unwrap();
         let all = scan.findings.join("\n");
-        assert!(all.contains("layer 2/2 (COPY . .) /app/.env.production: a file named like .env"), "{all}");
-        assert!(all.contains("/app/config.js: an API key (sk-...) sk-… (40 chars)"), "{all}");
-        assert!(all.contains("/app/notes.txt: the test environment's BETTER_AUTH_SECRET"), "{all}");
-        assert!(all.contains("ENV OPENAI_API_KEY: a secret-named variable"), "{all}");
-        assert!(!all.contains("planted-Value") && !all.contains("Zx81"), "{all}");
+        assert!(
+            all.contains("layer 2/2 (COPY . .) /app/.env.production: a file named like .env"),
+            "{all}"
+        );
+        assert!(
+            all.contains("/app/config.js: an API key (sk-...) sk-… (40 chars)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("/app/notes.txt: the test environment's BETTER_AUTH_SECRET"),
+            "{all}"
+        );
+        assert!(
+            all.contains("ENV OPENAI_API_KEY: a secret-named variable"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("planted-Value") && !all.contains("Zx81"),
+            "{all}"
+        );
         assert_eq!(scan.findings.len(), 4, "{all}");
     }
 
@@ -530,11 +596,18 @@ mod tests {
         let layer = build(&[("a", b"b")]);
         let bytes = saved(
             &[layer],
-            config(&[], &["RUN /bin/sh -c echo planted-Value-123456 > /dev/null"]),
+            config(
+                &[],
+                &["RUN /bin/sh -c echo planted-Value-123456 > /dev/null"],
+            ),
         );
         let scan = scan_saved(&bytes[..], &needles(), &|| false).unwrap();
         assert_eq!(scan.findings.len(), 1);
-        assert!(scan.findings[0].starts_with("history step 1 (RUN"), "{:?}", scan.findings);
+        assert!(
+            scan.findings[0].starts_with("history step 1 (RUN"),
+            "{:?}",
+            scan.findings
+        );
         assert!(!scan.findings[0].contains("planted"));
     }
 

@@ -141,9 +141,16 @@ impl Stack {
             bail!(interrupt::Interrupted);
         }
         let name = format!("todo-smoke-{}-{role}", self.run_id);
-        let mut args: Vec<String> = ["run", "--detach", "--name", &name, "--network", &self.network]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> = [
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+        ]
+        .map(String::from)
+        .to_vec();
         args.extend(self.labels());
         args.push(format!("--label=todo-chatbot.smoke.role={role}"));
         if let Some(alias) = alias {
@@ -294,7 +301,10 @@ pub fn state(id: &str) -> Result<State> {
             .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
     };
     let started = time(&state["StartedAt"]);
-    let log = state["Health"]["Log"].as_array().cloned().unwrap_or_default();
+    let log = state["Health"]["Log"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let healthy_after = log
         .iter()
         .find(|e| e["ExitCode"].as_i64() == Some(0))

@@ -127,16 +127,26 @@ fn port(config: &Value, image: &Image) -> Row {
     if ports == [want.clone()] {
         row.pass()
     } else if ports.contains(&want) {
-        row.fail(format!("exposes {} besides {want}: expose only the service's port", ports.join(", ")))
+        row.fail(format!(
+            "exposes {} besides {want}: expose only the service's port",
+            ports.join(", ")
+        ))
     } else {
-        row.fail(format!("does not expose {want}: add `EXPOSE {}`", image.port))
+        row.fail(format!(
+            "does not expose {want}: add `EXPOSE {}`",
+            image.port
+        ))
     }
 }
 
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -204,7 +214,9 @@ fn labels(config: &Value, service: &str, expect: &Expect) -> Row {
             .unwrap_or("?")
             .trim_start_matches('v')
     );
-    Row::new(GROUP, "labels", service).figure(figure).problems(problems)
+    Row::new(GROUP, "labels", service)
+        .figure(figure)
+        .problems(problems)
 }
 
 fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
@@ -218,7 +230,11 @@ fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
         ));
     }
     let seconds = |key: &str| health[key].as_u64().unwrap_or(0) / 1_000_000_000;
-    let (interval, timeout, start) = (seconds("Interval"), seconds("Timeout"), seconds("StartPeriod"));
+    let (interval, timeout, start) = (
+        seconds("Interval"),
+        seconds("Timeout"),
+        seconds("StartPeriod"),
+    );
     let retries = health["Retries"].as_u64().unwrap_or(0);
     let want = &expect.image.healthcheck;
     let mut problems = Vec::new();
@@ -234,7 +250,10 @@ fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
         }
     }
     if retries != want.retries {
-        problems.push(format!("retries is {retries}, the spec says {}", want.retries));
+        problems.push(format!(
+            "retries is {retries}, the spec says {}",
+            want.retries
+        ));
     }
     let command = test[1..].join(" ");
     if !command.contains(&image.health_path) {
@@ -302,7 +321,8 @@ mod tests {
         Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap()
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nappuser:x:1001:1001::/app:/usr/sbin/nologin\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nappuser:x:1001:1001::/app:/usr/sbin/nologin\n";
 
     /// What `docker image inspect` says of a backend image built as the spec wants.
     fn good_backend() -> Value {
@@ -332,7 +352,12 @@ mod tests {
 
     fn run(inspect: &Value, passwd: Option<&str>) -> Vec<Row> {
         let config = config();
-        check(inspect, config.image("backend").unwrap(), &Expect::load().unwrap(), passwd)
+        check(
+            inspect,
+            config.image("backend").unwrap(),
+            &Expect::load().unwrap(),
+            passwd,
+        )
     }
 
     fn failures(rows: &[Row]) -> Vec<(&'static str, String)> {
@@ -360,19 +385,26 @@ mod tests {
         assert!(fails[0].1.contains("runs as uid 0 (root)"), "{fails:?}");
 
         image["Config"]["User"] = "".into();
-        assert!(failures(&run(&image, Some(PASSWD)))[0].1.starts_with("no USER"));
+        assert!(failures(&run(&image, Some(PASSWD)))[0]
+            .1
+            .starts_with("no USER"));
 
         image["Config"]["User"] = "1001".into();
         let renamed = PASSWD.replace("appuser", "web");
         let fails = failures(&run(&image, Some(&renamed)));
         assert!(fails[0].1.contains("named `web`"), "{fails:?}");
         let fails = failures(&run(&image, Some("root:x:0:0::/root:/bin/sh\n")));
-        assert!(fails[0].1.contains("no line in the image's /etc/passwd"), "{fails:?}");
+        assert!(
+            fails[0].1.contains("no line in the image's /etc/passwd"),
+            "{fails:?}"
+        );
 
         image["Config"]["User"] = "appuser".into();
         assert_eq!(failures(&run(&image, Some(PASSWD))), vec![]);
         image["Config"]["User"] = "ghost".into();
-        assert!(failures(&run(&image, Some(PASSWD)))[0].1.contains("not in the image's /etc/passwd"));
+        assert!(failures(&run(&image, Some(PASSWD)))[0]
+            .1
+            .contains("not in the image's /etc/passwd"));
     }
 
     #[test]
@@ -392,7 +424,15 @@ mod tests {
         let checks: Vec<&str> = fails.iter().map(|f| f.0).collect();
         assert_eq!(
             checks,
-            ["workdir", "port", "cmd", "labels", "healthcheck", "env", "size"]
+            [
+                "workdir",
+                "port",
+                "cmd",
+                "labels",
+                "healthcheck",
+                "env",
+                "size"
+            ]
         );
         let text = format!("{fails:?}");
         for expected in [

@@ -230,7 +230,9 @@ fn c_string(bytes: &[u8]) -> String {
 }
 
 fn clean_path(path: &str) -> String {
-    path.trim_start_matches("./").trim_start_matches('/').to_string()
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
 }
 
 fn pax_records(data: &[u8]) -> Vec<(String, String)> {

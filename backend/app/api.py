@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -96,8 +96,10 @@ def delete_todo(task_id: int, user: User, db: Db) -> Response:
 @router.post("/chat", response_model=ChatResponse, tags=["chat"])
 async def chat(body: ChatRequest, request: Request, user: User) -> ChatResponse:
     """One turn with the todo agent; without ``conversation_id`` a new conversation starts."""
+    if not body.message.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not be blank")
     if "\x00" in body.message:
-        raise todos.InvalidTodo("message must not contain NUL characters")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not contain NUL characters")
     schema = request.app.state.schema
     if not schema.ready:
         await run_in_threadpool(schema.ensure)

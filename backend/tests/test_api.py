@@ -15,15 +15,20 @@ from fastapi.testclient import TestClient
 from app.application import create_app
 from app.config import load_settings
 from tests.conftest import VALID_ENV, Postgres, SignIn, _free_port, make_sign_in, signed
+from tests.fake_openai import FakeModel
 
 SECRET = VALID_ENV["BETTER_AUTH_SECRET"]
+# For apps that never reach the chat: a closed loopback port, so no call could leave the machine.
+UNUSED_MODEL = f"http://127.0.0.1:{_free_port()}/v1"
 
 
 @pytest.fixture
 def client(valid_env: dict[str, str], postgres_dsn: str) -> Iterator[TestClient]:
-    app = create_app(load_settings(database_url=postgres_dsn))
-    with TestClient(app) as test_client:
-        yield test_client
+    # The model is the scripted loopback one: no test sends anything off the machine.
+    with FakeModel() as model:
+        app = create_app(load_settings(database_url=postgres_dsn, openai_base_url=model.url))
+        with TestClient(app) as test_client:
+            yield test_client
 
 
 @pytest.fixture
@@ -179,6 +184,7 @@ BAD_REQUESTS = [
     ("POST", "/api/chat", {"message": "hi", "conversation_id": 0}, 422, "conversation_id: Input should be greater than or equal to 1"),
     ("POST", "/api/chat", {"message": "x" * 4001}, 422, "message: String should have at most 4000 characters"),
     ("POST", "/api/chat", {"message": "nul\x00"}, 422, "message must not contain NUL characters"),
+    ("POST", "/api/chat", {"message": "   "}, 422, "message must not be blank"),
     ("GET", "/api/conversations/424242/messages", None, 404, "conversation 424242 not found"),
 ]
 
@@ -208,7 +214,7 @@ def test_malformed_json_is_a_clear_422(client: TestClient, sign_in: SignIn) -> N
 
 def test_tables_are_created_at_startup(valid_env: dict[str, str], postgres: Postgres) -> None:
     dsn = postgres.create_database()
-    with TestClient(create_app(load_settings(database_url=dsn))):
+    with TestClient(create_app(load_settings(database_url=dsn, openai_base_url=UNUSED_MODEL))):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with psycopg.connect(dsn) as conn:
@@ -221,7 +227,7 @@ def test_tables_are_created_at_startup(valid_env: dict[str, str], postgres: Post
 
 def test_unreachable_database_is_a_503_not_a_500(valid_env: dict[str, str]) -> None:
     url = f"postgresql://todo:pw@127.0.0.1:{_free_port()}/todo"
-    with TestClient(create_app(load_settings(database_url=url))) as client:
+    with TestClient(create_app(load_settings(database_url=url, openai_base_url=UNUSED_MODEL))) as client:
         response = client.get("/api/todos", headers=auth(signed("sometoken", SECRET)))
         assert response.status_code == 503
         assert "database is unavailable" in response.json()["detail"]
@@ -240,3 +246,29 @@ def test_cors_preflight_allows_the_frontend_with_a_bearer_token(client: TestClie
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "http://frontend:3000"
     assert "authorization" in response.headers["access-control-allow-headers"].lower()
+
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 2**63, 1.5, "", " ", "\x00", "é" * 300, [], {}, {"a": [1]}, "x" * 5000]
+
+
+def test_no_input_makes_a_500(client: TestClient, sign_in: SignIn) -> None:
+    token = sign_in()
+    task = add(client, token, "target")
+    requests: list[tuple[str, str, Any]] = []
+    for value in ODD_VALUES:
+        for field in ("title", "description", "completed"):
+            requests.append(("POST", "/api/todos", {"title": "t", field: value}))
+            requests.append(("PATCH", f"/api/todos/{task['id']}", {field: value}))
+        requests.append(("POST", "/api/chat", {"message": value}))
+        requests.append(("POST", "/api/chat", {"message": "hi", "conversation_id": value}))
+        requests.append(("POST", "/api/todos", value))
+    for path_id in ("0", "-5", "2147483648", "1e3", "%00", "NaN", "9" * 40):
+        for method, suffix in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/complete")):
+            requests.append((method, f"/api/todos/{path_id}{suffix}", {"title": "x"} if method == "PATCH" else None))
+        requests.append(("GET", f"/api/conversations/{path_id}/messages", None))
+    for method, path, body in requests:
+        response = client.request(method, path, json=body, headers=auth(token))
+        assert 400 <= response.status_code < 500 or response.status_code in (200, 201, 204, 502), (method, path, body)
+        assert response.status_code != 500
+        if response.status_code >= 400:
+            assert isinstance(response.json()["detail"], str), (method, path, body, response.text)

@@ -132,6 +132,23 @@ impl Drop for Fixtures {
     }
 }
 
+/// Removes a kept run's containers and network when the test ends, however it ends.
+struct RemoveRun(String);
+
+impl Drop for RemoveRun {
+    fn drop(&mut self) {
+        let (containers, networks) = labelled(&format!("todo-chatbot.smoke.run={}", self.0));
+        for id in containers {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v", &id])
+                .output();
+        }
+        for id in networks {
+            let _ = Command::new("docker").args(["network", "rm", &id]).output();
+        }
+    }
+}
+
 /// A fresh API-key-shaped canary: random, so that none is ever committed.
 fn canary() -> String {
     let mut bytes = [0u8; 48];
@@ -294,6 +311,7 @@ fn a_broken_health_endpoint_fails_and_keep_then_clean_removes_the_stack() {
 
     // --keep left the stack running and said where it answers and how to remove it.
     let run_id = report["run_id"].as_str().unwrap();
+    let _removed_even_if_this_test_fails = RemoveRun(run_id.to_string());
     assert_eq!(report["kept"], true);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cargo xtask smoke --clean"), "{stderr}");
@@ -330,9 +348,11 @@ fn a_broken_health_endpoint_fails_and_keep_then_clean_removes_the_stack() {
     assert_nothing_left(run_id);
 }
 
-/// Starts `smoke` in the background and waits until its containers exist.
+/// Starts `smoke` in the background and waits until its containers exist. The caller signals
+/// and waits for the child it gets back, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn start_and_wait_for_containers() -> (Child, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["smoke", "--json"])
         .args(["--image", &format!("frontend={}", built_id("frontend"))])
         .args(["--image", &format!("backend={}", built_id("backend"))])
@@ -350,10 +370,11 @@ fn start_and_wait_for_containers() -> (Child, String) {
         if let Some(run) = runs.lines().next() {
             return (child, run.to_string());
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "smoke started no container"
-        );
+        if start.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("smoke started no container within 180 s");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -108,7 +108,7 @@ pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<R
             return ["hadolint", "trivy-config", "trivy-secret"]
                 .into_iter()
                 .map(|check| {
-                    Row::new("lint", check, service)
+                    Row::named("lint", check, service)
                         .not_checked(format!("the checkers could not be installed: {why}"))
                 })
                 .collect()
@@ -157,7 +157,7 @@ pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<R
 }
 
 fn row(check: &'static str, service: &str, found: Result<Vec<String>>, what: String) -> Row {
-    let row = Row::new("lint", check, service);
+    let row = Row::named("lint", check, service);
     match found {
         Ok(problems) if problems.is_empty() => row.figure(format!("clean: {what}")).pass(),
         Ok(problems) => row
@@ -217,7 +217,7 @@ pub fn trivy_problems(report: &Value, kind: &str) -> Vec<String> {
 /// The vulnerability scan of an image. Trivy needs its database for it, downloaded from a
 /// registry this host cannot reach; without one the scan is reported as not checked.
 pub fn vulnerabilities(tools: &Result<Tools, String>, service: &str, reference: &str) -> Row {
-    let row = Row::new("lint", "vulnerabilities", service);
+    let row = Row::named("lint", "vulnerabilities", service);
     let tools = match tools {
         Ok(tools) => tools,
         Err(why) => return row.not_checked(format!("trivy could not be installed: {why}")),

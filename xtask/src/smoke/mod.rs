@@ -389,7 +389,7 @@ fn run_stack(
 
     for image in [backend, frontend] {
         let (container, healthy) = &started[image.service.as_str()];
-        let row = Row::new("stack", "start-to-healthy", &image.service);
+        let row = Row::named("stack", "start-to-healthy", &image.service);
         rows.push(match healthy {
             Ok(s) => {
                 let row = row
@@ -460,7 +460,7 @@ fn shorten(text: &str, n: usize) -> String {
 
 fn health_latency(image: &Image, container: &Started, expect: &Expect) -> Row {
     let limit = expect.runtime.health_latency_seconds;
-    let row = Row::new("stack", "health-latency", &image.service);
+    let row = Row::named("stack", "health-latency", &image.service);
     let port = container.host_port.unwrap_or(0);
     let path = &image.health_path;
     let mut samples = Vec::new();
@@ -515,7 +515,7 @@ fn database_row(
     expect: &Expect,
 ) -> Row {
     let limit = expect.runtime.database_connect_seconds;
-    let row = Row::new("stack", "database", &backend.service);
+    let row = Row::named("stack", "database", &backend.service);
     if let Err(cause) = db_ready {
         return row
             .figure("db down")
@@ -570,7 +570,7 @@ fn frontend_to_backend(
 ) -> Row {
     let rt = &expect.runtime;
     let limit = rt.frontend_to_backend_seconds;
-    let row = Row::new("stack", "frontend-to-backend", &frontend.service);
+    let row = Row::named("stack", "frontend-to-backend", &frontend.service);
     if !both_healthy {
         return row.not_checked("the frontend or the backend is not healthy");
     }
@@ -640,7 +640,7 @@ fn idle_memory(
         .iter()
         .map(|image| {
             let service = image.service.as_str();
-            let row = Row::new("stack", "idle-memory", service);
+            let row = Row::named("stack", "idle-memory", service);
             let Some(rules) = expect.service(service) else {
                 return row.not_checked(format!("the spec names no memory for `{service}`"));
             };
@@ -685,7 +685,7 @@ fn graceful_stop(
 ) -> Result<Row> {
     let rt = &expect.runtime;
     let service = image.service.as_str();
-    let row = Row::new("stack", "graceful-stop", service);
+    let row = Row::named("stack", "graceful-stop", service);
     let file = stack.env_file(&format!("{service}-stop"), vars)?;
     let replica = stack.run(
         &format!("{service}-stop"),
@@ -804,7 +804,7 @@ fn secrets_row(
     reference: &str,
     needles: &[Needle],
 ) -> Result<(Row, Option<String>)> {
-    let row = Row::new("image", "secrets", &image.service);
+    let row = Row::named("image", "secrets", &image.service);
     let mut child = Command::new("docker")
         .args(["save", reference])
         .stdin(Stdio::null())

@@ -53,7 +53,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(group: &'static str, check: &'static str, service: &str) -> RowBuilder {
+    pub fn named(group: &'static str, check: &'static str, service: &str) -> RowBuilder {
         RowBuilder(Row {
             group,
             check,
@@ -66,7 +66,7 @@ impl Row {
     }
 }
 
-/// Builds a row in one expression: `Row::new(..).figure(..).pass()`.
+/// Builds a row in one expression: `Row::named(..).figure(..).pass()`.
 pub struct RowBuilder(Row);
 
 impl RowBuilder {
@@ -225,13 +225,13 @@ mod tests {
     #[test]
     fn counts_and_ok_follow_the_rows() {
         let rows = vec![
-            Row::new("image", "user", "backend")
+            Row::named("image", "user", "backend")
                 .figure("uid 1001")
                 .pass(),
-            Row::new("stack", "start-to-healthy", "backend")
+            Row::named("stack", "start-to-healthy", "backend")
                 .measure(41.0, "s", Some(30.0))
                 .fail("not healthy within 30 s"),
-            Row::new("lint", "vulnerabilities", "backend").not_checked("no database"),
+            Row::named("lint", "vulnerabilities", "backend").not_checked("no database"),
         ];
         let report = SmokeReport::new(
             "r".into(),
@@ -263,9 +263,9 @@ mod tests {
 
     #[test]
     fn an_empty_problem_list_passes() {
-        let row = Row::new("image", "env", "frontend").problems(vec![]);
+        let row = Row::named("image", "env", "frontend").problems(vec![]);
         assert_eq!(row.result, Outcome::Pass);
-        let row = Row::new("image", "env", "frontend").problems(vec!["a".into(), "b".into()]);
+        let row = Row::named("image", "env", "frontend").problems(vec!["a".into(), "b".into()]);
         assert_eq!(row.detail.as_deref(), Some("a; b"));
     }
 

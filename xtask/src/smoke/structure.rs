@@ -42,7 +42,7 @@ fn passwd_entries(passwd: &str) -> Vec<(&str, u32, u32)> {
 }
 
 fn user(config: &Value, image: &Image, expect: &Expect, passwd: Option<&str>) -> Row {
-    let row = Row::new(GROUP, "user", &image.service);
+    let row = Row::named(GROUP, "user", &image.service);
     let want_uid = expect.image.uid;
     let want_name = image.user.as_str();
     let wanted = format!("the spec wants {want_name} (uid {want_uid})");
@@ -100,7 +100,7 @@ fn user(config: &Value, image: &Image, expect: &Expect, passwd: Option<&str>) ->
 
 fn workdir(config: &Value, service: &str, expect: &Expect) -> Row {
     let dir = config["WorkingDir"].as_str().unwrap_or("");
-    let row = Row::new(GROUP, "workdir", service).figure(if dir.is_empty() { "/" } else { dir });
+    let row = Row::named(GROUP, "workdir", service).figure(if dir.is_empty() { "/" } else { dir });
     if dir.trim_end_matches('/') == expect.image.workdir.trim_end_matches('/') {
         row.pass()
     } else {
@@ -119,7 +119,7 @@ fn port(config: &Value, image: &Image) -> Row {
         .unwrap_or_default();
     ports.sort();
     let want = format!("{}/tcp", image.port);
-    let row = Row::new(GROUP, "port", &image.service).figure(if ports.is_empty() {
+    let row = Row::named(GROUP, "port", &image.service).figure(if ports.is_empty() {
         "none".to_string()
     } else {
         ports.join(", ")
@@ -154,7 +154,7 @@ fn cmd(config: &Value, service: &str, expect: &Expect) -> Row {
     let entrypoint = strings(&config["Entrypoint"]);
     let cmd = strings(&config["Cmd"]);
     let all: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
-    let row = Row::new(GROUP, "cmd", service).figure(all.join(" "));
+    let row = Row::named(GROUP, "cmd", service).figure(all.join(" "));
     let Some(rules) = expect.service(service) else {
         return row.not_checked(format!("the spec names no command for `{service}`"));
     };
@@ -214,13 +214,13 @@ fn labels(config: &Value, service: &str, expect: &Expect) -> Row {
             .unwrap_or("?")
             .trim_start_matches('v')
     );
-    Row::new(GROUP, "labels", service)
+    Row::named(GROUP, "labels", service)
         .figure(figure)
         .problems(problems)
 }
 
 fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
-    let row = Row::new(GROUP, "healthcheck", &image.service);
+    let row = Row::named(GROUP, "healthcheck", &image.service);
     let health = &config["Healthcheck"];
     let test = strings(&health["Test"]);
     if test.is_empty() || test[0] == "NONE" {
@@ -267,7 +267,7 @@ fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
 }
 
 fn env(config: &Value, service: &str, expect: &Expect) -> Row {
-    let row = Row::new(GROUP, "env", service);
+    let row = Row::named(GROUP, "env", service);
     let Some(rules) = expect.service(service) else {
         return row.not_checked(format!("the spec lists no environment for `{service}`"));
     };
@@ -297,7 +297,7 @@ fn size(inspect: &Value, image: &Image) -> Row {
     let bytes = inspect["Size"].as_u64().unwrap_or(0);
     let mb = bytes as f64 / 1e6;
     let budget = image.budget_bytes() as f64 / 1e6;
-    let row = Row::new(GROUP, "size", &image.service)
+    let row = Row::named(GROUP, "size", &image.service)
         .figure(format!("{mb:.1} MB (budget {budget:.0} MB)"))
         .measure(mb, "MB", Some(budget));
     if bytes <= image.budget_bytes() {

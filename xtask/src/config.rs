@@ -55,6 +55,9 @@ pub struct Image {
     pub title: String,
     pub context: PathBuf,
     pub dockerfile: PathBuf,
+    /// The development image's Dockerfile (`cargo xtask dev`); optional for projects without one.
+    #[serde(default)]
+    pub dev_dockerfile: Option<PathBuf>,
     pub port: u16,
     pub health_path: String,
     pub user: String,

@@ -404,6 +404,8 @@ fn a_crashed_run_is_reaped_by_the_next_and_ctrl_c_cleans_up_and_exits_130() {
     let (mut interrupted, run) = start_and_wait_for_containers();
     assert_ne!(run, crashed_run);
     assert_nothing_left(&crashed_run);
+    let crashed_dir = root().join("target/xtask/smoke").join(&crashed_run);
+    assert!(!crashed_dir.exists(), "{} is left", crashed_dir.display());
 
     // Ctrl-C: the run removes what it started and exits with 130.
     signal(&interrupted, "INT");

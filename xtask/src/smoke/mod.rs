@@ -61,7 +61,7 @@ impl SmokeCmd {
         interrupt::install();
         engine::ensure(sh)?;
         if self.clean {
-            let reaped = stack::reap(None)?;
+            let reaped = stack::reap(&sh.current_dir(), None)?;
             if reaped.is_empty() {
                 eprintln!("no smoke stack left behind");
             } else {

@@ -69,14 +69,14 @@ impl Stack {
     pub fn create(root: &Path, base_network: &str, keep: bool) -> Result<Stack> {
         let started = now_seconds();
         let run_id = format!("{started:x}-{}", std::process::id());
-        let reaped = reap(Some(started))?;
+        let reaped = reap(root, Some(started))?;
         if !reaped.is_empty() {
             eprintln!(
                 "removed what earlier smoke runs left behind: {}",
                 reaped.join(", ")
             );
         }
-        let dir = root.join("target/xtask/smoke").join(&run_id);
+        let dir = run_dir(root, &run_id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let stack = Stack {
@@ -252,9 +252,32 @@ fn parse_info(line: &str) -> Option<RunInfo> {
     })
 }
 
-/// Removes the containers and networks of smoke runs that are over (see [`should_reap`]);
-/// returns the run ids removed.
-pub fn reap(before: Option<u64>) -> Result<Vec<String>> {
+/// The folder of a run's environment files, under the project root.
+pub fn run_dir(root: &Path, run_id: &str) -> PathBuf {
+    root.join(RUNS_DIR).join(run_id)
+}
+
+const RUNS_DIR: &str = "target/xtask/smoke";
+
+/// A run id is `<start, hex>-<pid>`: what a leftover folder says about its run.
+fn info_from_id(run_id: &str) -> Option<RunInfo> {
+    let (started, pid) = run_id.split_once('-')?;
+    Some(RunInfo {
+        run_id: run_id.to_string(),
+        pid: pid.parse().ok()?,
+        started: u64::from_str_radix(started, 16).ok()?,
+        // A kept run's folder is removed when its process ends: a folder left is a crash.
+        keep: false,
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes the containers, networks and environment files of smoke runs that are over (see
+/// [`should_reap`]); returns the run ids removed.
+pub fn reap(root: &Path, before: Option<u64>) -> Result<Vec<String>> {
     let format = format!(
         "{{{{.ID}}}}|{{{{.Label \"{RUN}\"}}}}|{{{{.Label \"{PID}\"}}}}|{{{{.Label \"{STARTED}\"}}}}|{{{{.Label \"{KEEP}\"}}}}"
     );
@@ -265,16 +288,25 @@ pub fn reap(before: Option<u64>) -> Result<Vec<String>> {
         "network", "ls", "--filter", &filter, "--format", &format,
     ])?);
     let now = now_seconds();
-    let own = std::process::id();
     let mut runs: Vec<RunInfo> = lines.lines().filter_map(parse_info).collect();
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     runs.dedup_by(|a, b| a.run_id == b.run_id);
     let mut reaped = Vec::new();
     for run in runs {
-        let alive = run.pid == own || Path::new(&format!("/proc/{}", run.pid)).exists();
-        if should_reap(&run, before, now, alive) {
+        if should_reap(&run, before, now, alive(run.pid)) {
             remove_run(&run.run_id);
+            let _ = std::fs::remove_dir_all(run_dir(root, &run.run_id));
             reaped.push(run.run_id);
+        }
+    }
+    // A run killed before it started a container left only its folder, with the secrets.
+    let folders = std::fs::read_dir(root.join(RUNS_DIR)).into_iter().flatten();
+    for entry in folders.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(run) = info_from_id(&name) {
+            if should_reap(&run, before, now, alive(run.pid)) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
     Ok(reaped)
@@ -420,6 +452,17 @@ mod tests {
         assert!(!should_reap(&run(9_000, false), None, now, true));
         // A process id that lives on after hours belongs to another process by now.
         assert!(should_reap(&run(1_000, false), Some(9_500), now, true));
+    }
+
+    #[test]
+    fn run_ids_say_when_and_by_whom() {
+        let info = info_from_id("6b073145-19209").unwrap();
+        assert_eq!(
+            (info.started, info.pid, info.keep),
+            (0x6b07_3145, 19209, false)
+        );
+        assert_eq!(info_from_id("notes"), None);
+        assert_eq!(info_from_id("zz-1"), None);
     }
 
     #[test]

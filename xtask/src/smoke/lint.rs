@@ -140,6 +140,9 @@ pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<R
             // What the build never sends: local dependencies and build output.
             .args(["--skip-dirs", "**/node_modules", "--skip-dirs", "**/.next"])
             .args(["--skip-dirs", "**/.venv", "--skip-dirs", "**/__pycache__"])
+            // A developer's dotenv files hold real secrets by design; .dockerignore keeps them
+            // out of the build, and the image scan would find any that got in.
+            .args(["--skip-files", "**/.env*"])
             .arg(&context),
     )
     .map(|v| trivy_problems(&v, "Secrets"));

@@ -97,10 +97,13 @@ class Stack {
     this.run = `${Date.now().toString(36)}${process.pid}`;
     this.network = `todo-e2e-${this.run}`;
     this.containers = [];
+    this.inflight = new Set();
+    this.stopped = false;
     this.labels = ["--label", OWNER, "--label", `${PID_LABEL}=${process.pid}`, "--label", `todo-chatbot.run=${this.run}`];
   }
 
   async start() {
+    if (this.stopped) throw new Error("stopped");
     await docker("network", "create", ...this.labels, this.network);
     this.networkCreated = true;
     const password = randomBytes(12).toString("hex");
@@ -111,18 +114,18 @@ class Stack {
     this.apiUrl = `http://127.0.0.1:${backendPort}`;
 
     const common = [...this.labels, "--network", this.network];
-    this.db = await this.add(
+    this.db = await this.add(() =>
       dockerRunWith({ POSTGRES_USER: "todo", POSTGRES_PASSWORD: password, POSTGRES_DB: "todo" },
         ...common, "--name", `${this.network}-db`, "--network-alias", "db", images.database),
     );
     // The backend image runs the fake model: it has Python and nothing else is needed.
-    this.model = await this.add(
+    this.model = await this.add(() =>
       docker("run", "-d", ...common, "--name", `${this.network}-model`, "--network-alias", "model",
         "--no-healthcheck", "-v", `${join(HERE, "fake_model.py")}:/srv/fake_model.py:ro`,
         images.backend, "python", "/srv/fake_model.py", "8080"),
     );
     await this.waitHealthy(this.db, "database");
-    this.backend = await this.add(
+    this.backend = await this.add(() =>
       dockerRunWith(
         {
           DATABASE_URL: databaseUrl,
@@ -136,7 +139,7 @@ class Stack {
         "-p", `127.0.0.1:${backendPort}:8000`, images.backend,
       ),
     );
-    this.frontend = await this.add(
+    this.frontend = await this.add(() =>
       dockerRunWith(
         {
           DATABASE_URL: databaseUrl,
@@ -152,10 +155,19 @@ class Stack {
     await Promise.all([this.waitHealthy(this.backend, "backend"), this.waitHealthy(this.frontend, "frontend")]);
   }
 
-  async add(started) {
-    const id = await started;
-    this.containers.push(id);
-    return id;
+  // Starts one container; refuses once the stack is being removed, and lets remove() wait for a
+  // start in flight, so that no container appears after the removal.
+  async add(start) {
+    if (this.stopped) throw new Error("stopped");
+    const started = start();
+    this.inflight.add(started);
+    try {
+      const id = await started;
+      this.containers.push(id);
+      return id;
+    } finally {
+      this.inflight.delete(started);
+    }
   }
 
   async waitHealthy(id, name) {
@@ -182,6 +194,8 @@ class Stack {
   }
 
   async remove() {
+    this.stopped = true;
+    await Promise.allSettled([...this.inflight]);
     if (this.containers.length > 0) {
       await docker("rm", "-f", "-v", ...this.containers).catch((e) => console.error(`e2e: ${e.message}`));
       this.containers = [];
@@ -208,13 +222,13 @@ async function main() {
   await reapLeftovers();
 
   const stack = new Stack();
-  let interrupted = false;
-  const stop = async (signal) => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
+  // On Ctrl-C the stack goes and the run ends with 130; a second Ctrl-C exits at once. The main
+  // flow, whose docker calls now fail, waits for that instead of reporting a failure.
+  let stopping = null;
+  const stop = (signal) => {
+    if (stopping) process.exit(130);
     console.error(`e2e: ${signal}: removing the stack`);
-    await stack.remove();
-    process.exit(130);
+    stopping = stack.remove().finally(() => process.exit(130));
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
@@ -232,10 +246,12 @@ async function main() {
     await scenario({ baseUrl: stack.baseUrl, screenshots: process.env.E2E_SCREENSHOTS || undefined });
     console.log("e2e: passed");
   } catch (error) {
+    if (stopping) await stopping;
     failed = true;
     console.error(`e2e: FAILED: ${error.message}`);
     await stack.dumpLogs();
   } finally {
+    if (stopping) await stopping;
     if (process.env.E2E_KEEP === "1" && !failed) {
       console.log(`e2e: the stack stays up at ${stack.baseUrl}; remove it with: docker rm -f $(docker ps -aq --filter label=todo-chatbot.run=${stack.run}) && docker network rm ${stack.network}`);
     } else {

@@ -240,13 +240,30 @@ pub fn scan_saved<R: Read>(
             manifest = Some(serde_json::from_slice(&text).context("manifest.json is not JSON")?);
             continue;
         }
-        if !(header.path.starts_with("blobs/") || header.path.ends_with("layer.tar")) {
+        // Engine 25 and later write an OCI layout (`blobs/sha256/...`); older engines wrote
+        // `<id>/layer.tar` and the config as `<id>.json`.
+        let wanted = header.path.starts_with("blobs/")
+            || header.path.ends_with("layer.tar")
+            || (header.path.ends_with(".json") && !header.path.contains('/'));
+        if !wanted {
             continue;
         }
         let mut head = Vec::with_capacity(512);
         (&mut outer.data()).take(512).read_to_end(&mut head)?;
         let blob = header.path.clone();
-        if head.len() >= 262 && &head[257..262] == b"ustar" || head.iter().all(|&b| b == 0) {
+        if head.first() == Some(&b'{') {
+            // The config, manifests and index: JSON, small.
+            let mut text = head;
+            outer.data().take(16 << 20).read_to_end(&mut text)?;
+            json_blobs.insert(blob, text);
+        } else if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            bail!(
+                "layer {blob} is compressed; this engine's `docker save` is expected to write \
+                 plain tar layers (is the containerd image store enabled?)"
+            );
+        } else {
+            // Anything else is a layer: read as tar, so that nothing is skipped unread (a blob
+            // that is not a tar fails the check rather than passing it).
             let chained = io::Cursor::new(head).chain(outer.data());
             let passwd = scan_layer(
                 Archive::new(chained),
@@ -258,15 +275,6 @@ pub fn scan_saved<R: Read>(
                 interrupted,
             )?;
             passwd_by_blob.insert(blob, passwd);
-        } else if head.starts_with(&[0x1f, 0x8b]) {
-            bail!(
-                "layer {blob} is gzip-compressed; this engine's `docker save` is expected to write \
-                 plain tar layers (is the containerd image store enabled?)"
-            );
-        } else if head.first() == Some(&b'{') {
-            let mut text = head;
-            outer.data().take(16 << 20).read_to_end(&mut text)?;
-            json_blobs.insert(blob, text);
         }
     }
     let manifest = manifest.context("the docker save archive holds no manifest.json")?;

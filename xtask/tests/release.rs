@@ -483,6 +483,16 @@ fn dry_run_prints_the_whole_plan_and_changes_nothing() {
         ]
     );
 
+    // --no-git-tag leaves the tag out of the plan.
+    let out = project.release(
+        &["v1.0.1", "--no-git-tag", "--dry-run", "--json"],
+        Some(&prefix),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(dry["plan"]["git_tag"].is_null(), "{dry}");
+
     // The text form names every reference and says that nothing happened.
     let out = project.release(&["v1.0.1", "--dry-run"], Some(&prefix), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -810,7 +820,8 @@ fn a_registry_that_dies_mid_push_leaves_a_release_the_same_command_completes() {
     let mut registry = Registry::start(false);
     let project = Project::new();
     let prefix = registry.prefix();
-    let pause = project.path("pause-after-first-push");
+    let hooks = TempDir::new("hook");
+    let pause = hooks.0.join("paused-after-first-push");
     let hook = format!("1:{}", pause.display());
     let mut child = project
         .command(

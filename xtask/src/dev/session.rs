@@ -1,0 +1,684 @@
+//! The running `dev` stack: service logs streamed with a prefix, sources watched, and each change
+//! answered with what it needs (a measure of the hot reload, a rebuild of one service, or the
+//! recreation of the services whose compose configuration changed).
+//!
+//! Threads only read (log lines, watcher events, HTTP probes) and send messages; this thread alone
+//! prints and runs commands, as in `build`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use super::images;
+use super::stack::{PsEntry, Stack};
+use super::status::{status_of, Status};
+use super::watch::{Batch, Change, Rules, Watcher};
+use crate::build::Progress;
+use crate::config::{BaseMode, Config, Image};
+use crate::interrupt;
+
+/// How long a service may take to be healthy again after a recreation.
+const RECREATE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the tool waits for a service to answer after a source change before it says so.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A reloading server that has not reacted this long after a change will not: the file is not
+/// one it serves.
+const REACTION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How the tool knows that a service serves a source change: which path to ask, and for servers
+/// that restart, the log lines that say a restart began and ended.
+#[derive(Debug, Clone)]
+pub struct ReloadProbe {
+    pub path: String,
+    pub markers: Option<(&'static str, &'static str)>,
+}
+
+/// The probe of each service. The backend's dev server restarts its worker (see its
+/// Dockerfile.dev) and says so; `next dev` compiles a changed page when it is next asked for, so
+/// asking for the home page measures the reload of the usual edit.
+pub fn reload_probe(image: &Image) -> ReloadProbe {
+    match image.service.as_str() {
+        "frontend" => ReloadProbe {
+            path: "/".into(),
+            markers: None,
+        },
+        "backend" => ReloadProbe {
+            path: image.health_path.clone(),
+            markers: Some(("Reloading...", "Application startup complete.")),
+        },
+        _ => ReloadProbe {
+            path: image.health_path.clone(),
+            markers: None,
+        },
+    }
+}
+
+pub enum Msg {
+    Log {
+        service: String,
+        line: String,
+        at: Instant,
+    },
+    Files(Batch),
+    Answered {
+        service: String,
+        since_change: Option<Duration>,
+        files: Vec<PathBuf>,
+    },
+    /// A line for the bench's script or another helper to print.
+    Note(String),
+    /// The bench's script is done; the session ends as after Ctrl-C, but exits 0.
+    Done,
+}
+
+/// A source change whose service has not answered yet.
+struct Pending {
+    at: Instant,
+    files: Vec<PathBuf>,
+    /// For restarting servers: when the restart was seen to begin.
+    reacted: Option<Instant>,
+}
+
+/// Marker lines recently seen per service, so that a restart logged before the watcher's burst
+/// arrives (the server's own watcher can be faster than the debouncer) still counts.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    began: Option<Instant>,
+    ended: Option<Instant>,
+}
+
+pub struct Session<'a> {
+    pub sh: &'a Shell,
+    pub config: &'a Config,
+    pub stack: &'a Stack,
+    pub mode: BaseMode,
+    pub rules: Rules,
+    pub probes: BTreeMap<String, ReloadProbe>,
+    /// Host port of each service's container port.
+    pub ports: BTreeMap<String, u16>,
+    pub tx: Sender<Msg>,
+    pub rx: Receiver<Msg>,
+    /// Print the services' logs (the bench keeps them quiet).
+    pub show_logs: bool,
+    followers: BTreeMap<String, (String, Vec<Child>)>,
+    pending: BTreeMap<String, Pending>,
+    seen: BTreeMap<String, Seen>,
+    services_config: serde_json::Value,
+    last_status: BTreeMap<String, Status>,
+}
+
+/// How a session ended.
+pub enum End {
+    Interrupted,
+    Done,
+}
+
+impl<'a> Session<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sh: &'a Shell,
+        config: &'a Config,
+        stack: &'a Stack,
+        mode: BaseMode,
+        rules: Rules,
+        ports: BTreeMap<String, u16>,
+        tx: Sender<Msg>,
+        rx: Receiver<Msg>,
+        show_logs: bool,
+    ) -> Result<Session<'a>> {
+        let probes = config
+            .images
+            .iter()
+            .map(|i| (i.service.clone(), reload_probe(i)))
+            .collect();
+        let services_config = services_config(stack)?;
+        Ok(Session {
+            sh,
+            config,
+            stack,
+            mode,
+            rules,
+            probes,
+            ports,
+            tx,
+            rx,
+            show_logs,
+            followers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            services_config,
+            last_status: BTreeMap::new(),
+        })
+    }
+
+    /// Follows the logs and the sources until Ctrl-C (or the bench's end).
+    pub fn run(&mut self, poll: bool) -> Result<End> {
+        let root = self.stack.root.clone();
+        let roots: Vec<PathBuf> = self.rules.roots().iter().map(|r| root.join(r)).collect();
+        let tx = self.tx.clone();
+        let mut watcher = Watcher::start(&roots, poll, move |batch| {
+            let _ = tx.send(Msg::Files(batch));
+        })?;
+        eprintln!(
+            "dev: watching {} ({} folders{}); Ctrl-C stops the stack",
+            self.rules
+                .roots()
+                .iter()
+                .map(|r| format!("{}/", r.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            watcher.count(),
+            if poll { ", polling" } else { "" }
+        );
+        self.follow_all()?;
+        let mut last_check = Instant::now();
+        loop {
+            if interrupt::interrupted() {
+                return Ok(End::Interrupted);
+            }
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Msg::Log { service, line, at }) => self.log_line(&service, &line, at),
+                Ok(Msg::Files(Ok(events))) => {
+                    watcher.follow(&events)?;
+                    let relative: Vec<(PathBuf, Instant)> = events
+                        .into_iter()
+                        .filter_map(|(p, at)| {
+                            p.strip_prefix(&root).ok().map(|r| (r.to_path_buf(), at))
+                        })
+                        .collect();
+                    for (change, files, at) in self.rules.reduce(&relative) {
+                        self.on_change(change, files, at)?;
+                    }
+                }
+                Ok(Msg::Files(Err(error))) => eprintln!("dev: the file watcher failed: {error}"),
+                Ok(Msg::Answered {
+                    service,
+                    since_change,
+                    files,
+                }) => {
+                    let files = show_files(&files);
+                    match since_change {
+                        Some(d) => eprintln!(
+                            "dev: {service}: {files} changed; answering again after {:.2} s",
+                            d.as_secs_f64()
+                        ),
+                        None => eprintln!(
+                            "dev: {service}: {files} changed; no answer within {} s: see its log",
+                            ANSWER_TIMEOUT.as_secs()
+                        ),
+                    }
+                }
+                Ok(Msg::Note(text)) => eprintln!("{text}"),
+                Ok(Msg::Done) => return Ok(End::Done),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(End::Interrupted),
+            }
+            self.expire_pending();
+            if last_check.elapsed() > Duration::from_secs(2) {
+                last_check = Instant::now();
+                self.check_health();
+            }
+        }
+    }
+
+    fn log_line(&mut self, service: &str, line: &str, at: Instant) {
+        if self.show_logs {
+            let width = self
+                .stack
+                .services
+                .iter()
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{service:>width$} | {line}");
+        }
+        let Some((began, ended)) = self.probes.get(service).and_then(|p| p.markers) else {
+            return;
+        };
+        let seen = self.seen.entry(service.to_string()).or_default();
+        if line.contains(began) {
+            seen.began = Some(at);
+        } else if line.contains(ended) {
+            seen.ended = Some(at);
+        } else if line.contains("the worker exited") {
+            if let Some(p) = self.pending.remove(service) {
+                eprintln!(
+                    "dev: {service}: {} changed; the new code does not start (see its log above)",
+                    show_files(&p.files)
+                );
+            }
+            return;
+        }
+        self.advance(service);
+    }
+
+    /// Moves a pending reload on when its marker lines have been seen.
+    fn advance(&mut self, service: &str) {
+        let seen = self.seen.get(service).copied().unwrap_or_default();
+        let Some(pending) = self.pending.get_mut(service) else {
+            return;
+        };
+        if pending.reacted.is_none() {
+            match seen.began {
+                Some(began) if began >= pending.at => pending.reacted = Some(began),
+                _ => return,
+            }
+        }
+        let reacted = pending.reacted.unwrap_or(pending.at);
+        if matches!(seen.ended, Some(ended) if ended >= reacted) {
+            let pending = self.pending.remove(service).expect("pending");
+            self.probe(service, pending.at, pending.files);
+        }
+    }
+
+    fn expire_pending(&mut self) {
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.reacted.is_none() && p.at.elapsed() > REACTION_TIMEOUT)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for service in expired {
+            // The server did not restart: the files are not among those it serves (tests, docs).
+            self.pending.remove(&service);
+        }
+    }
+
+    fn on_change(&mut self, change: Change, files: Vec<PathBuf>, at: Instant) -> Result<()> {
+        match change {
+            Change::Source(service) => {
+                let markers = self.probes.get(&service).and_then(|p| p.markers);
+                if markers.is_some() {
+                    self.pending.insert(
+                        service.clone(),
+                        Pending {
+                            at,
+                            files,
+                            reacted: None,
+                        },
+                    );
+                    self.advance(&service);
+                } else {
+                    self.probe(&service, at, files);
+                }
+            }
+            Change::Rebuild(service) => {
+                self.rebuild(&service, &files, at)?;
+            }
+            Change::Compose => self.compose_changed(&files, at)?,
+        }
+        Ok(())
+    }
+
+    /// Asks the service's probe path until it answers, in a thread; the answer comes back as a
+    /// message with the time since the change.
+    fn probe(&self, service: &str, at: Instant, files: Vec<PathBuf>) {
+        let (Some(probe), Some(&port)) = (self.probes.get(service), self.ports.get(service)) else {
+            return;
+        };
+        let path = probe.path.clone();
+        let tx = self.tx.clone();
+        let service = service.to_string();
+        std::thread::spawn(move || {
+            let answered = wait_answer(port, &path, ANSWER_TIMEOUT);
+            let _ = tx.send(Msg::Answered {
+                service,
+                since_change: answered.then(|| at.elapsed()),
+                files,
+            });
+        });
+    }
+
+    /// A dependency file or the Dockerfile.dev changed: rebuild that service's dev image and
+    /// recreate that service alone, with the same environment. A failed build leaves the running
+    /// container as it was.
+    pub fn rebuild(&mut self, service: &str, files: &[PathBuf], at: Instant) -> Result<bool> {
+        let image = self
+            .config
+            .image(service)
+            .with_context(|| format!("no image for service {service}"))?;
+        eprintln!(
+            "dev: {service}: {} changed; rebuilding {}",
+            show_files(files),
+            images::dev_tag(image)
+        );
+        let failures =
+            images::build_dev(self.sh, self.config, &[image], self.mode, Progress::Auto)?;
+        if let Some((_, error)) = failures.first() {
+            eprintln!(
+                "dev: {service}: the rebuild failed; the running container is left as it was\n{error}"
+            );
+            return Ok(false);
+        }
+        self.recreate(&[service.to_string()], at, "rebuilt and recreated")
+    }
+
+    /// The compose files changed: recreate the services whose configuration changed, alone.
+    fn compose_changed(&mut self, files: &[PathBuf], at: Instant) -> Result<()> {
+        let new = match services_config(self.stack) {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!(
+                    "dev: {} changed, but compose rejects it; the stack runs on as it was: {err:#}",
+                    show_files(files)
+                );
+                return Ok(());
+            }
+        };
+        let mut changed: Vec<String> = Vec::new();
+        if let Some(services) = new.as_object() {
+            for (service, config) in services {
+                if self.services_config.get(service) != Some(config) {
+                    changed.push(service.clone());
+                }
+            }
+        }
+        self.services_config = new;
+        if changed.is_empty() {
+            eprintln!(
+                "dev: {} changed; no service's configuration changed",
+                show_files(files)
+            );
+            return Ok(());
+        }
+        eprintln!(
+            "dev: {} changed the configuration of {}; recreating {}",
+            show_files(files),
+            changed.join(" and "),
+            if changed.len() == 1 { "it" } else { "them" }
+        );
+        self.recreate(&changed, at, "recreated")?;
+        Ok(())
+    }
+
+    /// `up --no-deps --force-recreate` of the given services, then waits until they are healthy
+    /// and follows their new logs.
+    fn recreate(&mut self, services: &[String], at: Instant, done: &str) -> Result<bool> {
+        let mut args = vec![
+            "up",
+            "--detach",
+            "--no-deps",
+            "--no-build",
+            "--pull",
+            "never",
+            "--force-recreate",
+            // A new image brings new dependencies (node_modules): the anonymous volumes must start
+            // from it, not be carried over from the old container.
+            "--renew-anon-volumes",
+        ];
+        args.extend(services.iter().map(String::as_str));
+        // Compose removes the old containers but keeps their anonymous volumes, which nothing
+        // would name again: they are removed here once the new containers are created.
+        let old_volumes: Vec<String> = self
+            .stack
+            .ps()?
+            .into_iter()
+            .filter(|c| services.contains(&c.service))
+            .flat_map(|c| c.volumes)
+            .filter(|v| is_anonymous(v))
+            .collect();
+        let recreated = self.stack.run(&args);
+        let in_use: Vec<String> = self
+            .stack
+            .ps()?
+            .into_iter()
+            .flat_map(|c| c.volumes)
+            .collect();
+        for volume in old_volumes.iter().filter(|v| !in_use.contains(v)) {
+            let _ = super::stack::docker(&["volume", "rm", volume]);
+        }
+        if let Err(err) = recreated {
+            eprintln!("dev: recreating {} failed: {err:#}", services.join(" and "));
+            return Ok(false);
+        }
+        let deadline = Instant::now() + RECREATE_TIMEOUT;
+        loop {
+            if interrupt::interrupted() {
+                return Err(interrupt::Interrupted.into());
+            }
+            let containers = self.stack.ps()?;
+            let statuses: Vec<Status> = services
+                .iter()
+                .map(|s| status_of(containers.iter().find(|c| &c.service == s)))
+                .collect();
+            if let Some((service, Status::Failed(why))) = services
+                .iter()
+                .zip(&statuses)
+                .find(|(_, s)| matches!(s, Status::Failed(_)))
+            {
+                eprintln!("dev: {service}: recreated, but {why}: see its log");
+                self.follow(service, &containers)?;
+                return Ok(false);
+            }
+            if statuses.iter().all(|s| *s == Status::Healthy) {
+                for service in services {
+                    self.follow(service, &containers)?;
+                    self.last_status.insert(service.clone(), Status::Healthy);
+                }
+                self.refresh_ports(&containers);
+                eprintln!(
+                    "dev: {}: {done}; healthy {:.1} s after the change",
+                    services.join(" and "),
+                    at.elapsed().as_secs_f64()
+                );
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "dev: {} not healthy {} s after recreation: see the log",
+                    services.join(" and "),
+                    RECREATE_TIMEOUT.as_secs()
+                );
+                return Ok(false);
+            }
+            // Keep the other services' logs flowing while this one starts.
+            while let Ok(msg) = self.rx.try_recv() {
+                match msg {
+                    Msg::Log { service, line, at } => self.log_line(&service, &line, at),
+                    other => {
+                        let _ = self.tx.send(other);
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn refresh_ports(&mut self, containers: &[PsEntry]) {
+        for image in &self.config.images {
+            if let Some(port) = containers
+                .iter()
+                .find(|c| c.service == image.service)
+                .and_then(|c| c.ports.get(&image.port))
+            {
+                self.ports.insert(image.service.clone(), *port);
+            }
+        }
+    }
+
+    /// Says when a service stops being healthy (or becomes healthy again).
+    fn check_health(&mut self) {
+        let Ok(containers) = self.stack.ps() else {
+            return;
+        };
+        for service in self.stack.services.clone() {
+            let status = status_of(containers.iter().find(|c| c.service == service));
+            let before = self.last_status.insert(service.clone(), status.clone());
+            if before.is_some() && before.as_ref() != Some(&status) {
+                match &status {
+                    Status::Failed(why) => eprintln!("dev: {service}: {why}"),
+                    Status::Healthy => eprintln!("dev: {service}: healthy again"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn follow_all(&mut self) -> Result<()> {
+        let containers = self.stack.ps()?;
+        for service in self.stack.services.clone() {
+            self.follow(&service, &containers)?;
+            let status = status_of(containers.iter().find(|c| c.service == service));
+            self.last_status.insert(service, status);
+        }
+        Ok(())
+    }
+
+    /// Streams the logs of a service's current container (again, after a recreation).
+    fn follow(&mut self, service: &str, containers: &[PsEntry]) -> Result<()> {
+        let Some(container) = containers.iter().find(|c| c.service == service) else {
+            return Ok(());
+        };
+        if let Some((id, _)) = self.followers.get(service) {
+            if *id == container.id {
+                return Ok(());
+            }
+        }
+        if let Some((_, children)) = self.followers.remove(service) {
+            stop(children);
+        }
+        let mut child = Command::new("docker")
+            .args(["logs", "--follow", &container.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run `docker logs`")?;
+        let outputs: Vec<Box<dyn std::io::Read + Send>> = vec![
+            Box::new(child.stdout.take().context("no stdout")?),
+            Box::new(child.stderr.take().context("no stderr")?),
+        ];
+        for output in outputs {
+            let tx = self.tx.clone();
+            let service = service.to_string();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines() {
+                    let Ok(line) = line else { break };
+                    let msg = Msg::Log {
+                        service: service.clone(),
+                        line,
+                        at: Instant::now(),
+                    };
+                    if tx.send(msg).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        self.followers
+            .insert(service.to_string(), (container.id.clone(), vec![child]));
+        Ok(())
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for (_, (_, children)) in std::mem::take(&mut self.followers) {
+            stop(children);
+        }
+    }
+}
+
+fn stop(children: Vec<Child>) {
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The configuration compose computes for each service, to tell which ones a compose edit
+/// changed. It holds the environment's secrets: it stays in memory and is never printed.
+fn services_config(stack: &Stack) -> Result<serde_json::Value> {
+    let out = stack.output(&["config", "--format", "json"])?;
+    if !out.status.success() {
+        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`docker compose config` printed no JSON")?;
+    Ok(config["services"].clone())
+}
+
+/// Anonymous volumes are named by the engine with 64 hex digits; named ones never are here.
+fn is_anonymous(volume: &str) -> bool {
+    volume.len() == 64 && volume.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The files of a change as a person reads them: up to three names, then how many more.
+pub fn show_files(files: &[PathBuf]) -> String {
+    let mut names: Vec<String> = files
+        .iter()
+        .take(3)
+        .map(|f| f.display().to_string())
+        .collect();
+    if files.len() > 3 {
+        names.push(format!("{} more", files.len() - 3));
+    }
+    names.join(", ")
+}
+
+/// Asks `GET path` on the loopback port until it answers 2xx or 3xx, or `timeout` passes.
+pub fn wait_answer(port: u16, path: &str, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok((status, _)) = http_get(port, path, Duration::from_secs(30)) {
+            if (200..400).contains(&status) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A channel for a session's messages.
+pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
+    mpsc::channel()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_shown_three_at_most() {
+        let files: Vec<PathBuf> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(show_files(&files[..1]), "a");
+        assert_eq!(show_files(&files), "a, b, c, 2 more");
+    }
+}

@@ -1,0 +1,639 @@
+//! One compose project of the stack: which files, which project name, which environment, and the
+//! few `docker compose` commands `dev`, `up` and `down` run on it.
+//!
+//! The project name is derived from the project root, so that a copy of the project (as the tests
+//! make) never touches the stack of the checkout it was copied from. Every container and network
+//! also carries `todo-chatbot.owner` and `todo-chatbot.run` labels (set through TODO_OWNER and
+//! TODO_RUN), and compose's own `com.docker.compose.project` label, by which leftovers are found.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The compose files, relative to the project root.
+pub const BASE_FILE: &str = "compose/compose.yml";
+pub const DEV_FILE: &str = "compose/dev.yml";
+pub const DB_FILE: &str = "compose/db.yml";
+/// Every file above: the combinations the commands use are base, base+db, base+dev, base+dev+db.
+#[cfg(test)]
+pub const FILES: [&str; 3] = [BASE_FILE, DEV_FILE, DB_FILE];
+
+/// The local database's fixed user and name (compose/db.yml); only the password changes per run.
+pub const DB_USER: &str = "todo";
+pub const DB_NAME: &str = "todo";
+
+/// Which stack: the development one (`dev`) or the production one (`up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dev,
+    Prod,
+}
+
+impl Kind {
+    /// The value of the `todo-chatbot.owner` label.
+    pub fn owner(self) -> &'static str {
+        match self {
+            Kind::Dev => "dev",
+            Kind::Prod => "up",
+        }
+    }
+}
+
+/// The compose project name of a stack: the project's name, the kind, and a hash of the root.
+pub fn project_name(name: &str, kind: Kind, root: &Path) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut hasher);
+    let hash = hasher.finish() & 0xffff_ffff;
+    let name: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    match kind {
+        Kind::Dev => format!("{name}-dev-{hash:08x}"),
+        Kind::Prod => format!("{name}-{hash:08x}"),
+    }
+}
+
+/// A compose project ready to be driven. Holds secrets (the local database's password, and the
+/// DATABASE_URL made from it) in `vars`: it has no `Debug`, and `vars` is never printed.
+pub struct Stack {
+    pub root: PathBuf,
+    pub project: String,
+    /// The compose files, relative to the root, in order.
+    pub files: Vec<&'static str>,
+    pub env_file: PathBuf,
+    /// Variables set for every `docker compose` this stack runs; every other variable the compose
+    /// files interpolate is removed from its environment, so that `.env` is their only source.
+    vars: BTreeMap<String, String>,
+    /// The services in start order (db, backend, frontend).
+    pub services: Vec<String>,
+}
+
+impl Stack {
+    pub fn new(
+        root: &Path,
+        project: String,
+        kind: Kind,
+        env_file: PathBuf,
+        local_db: bool,
+        services: Vec<String>,
+    ) -> Stack {
+        let mut files = vec![BASE_FILE];
+        if kind == Kind::Dev {
+            files.push(DEV_FILE);
+        }
+        if local_db {
+            files.push(DB_FILE);
+        }
+        let mut all = Vec::new();
+        if local_db {
+            all.push("db".to_string());
+        }
+        all.extend(services);
+        Stack {
+            root: root.to_path_buf(),
+            project,
+            files,
+            env_file,
+            vars: BTreeMap::new(),
+            services: all,
+        }
+    }
+
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.vars.insert(name.to_string(), value.into());
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// `docker compose -p PROJECT --env-file FILE -f ... ` with the stack's environment.
+    pub fn command(&self) -> Result<Command> {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose")
+            .arg("--project-name")
+            .arg(&self.project)
+            .arg("--env-file")
+            .arg(&self.env_file);
+        for file in &self.files {
+            cmd.arg("--file").arg(self.root.join(file));
+        }
+        for file in &self.files {
+            let text = std::fs::read_to_string(self.root.join(file))
+                .with_context(|| format!("cannot read {file}"))?;
+            for name in interpolated_vars(&text) {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(&self.vars)
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    /// Runs `docker compose ARGS` to the end and returns its output, whatever its status.
+    pub fn output(&self, args: &[&str]) -> Result<Output> {
+        self.command()?
+            .args(args)
+            .output()
+            .context("cannot run `docker compose`")
+    }
+
+    /// Runs `docker compose ARGS`; on failure the error is compose's own message (which names
+    /// variables, never their values).
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let out = self.output(args)?;
+        if !out.status.success() {
+            bail!(
+                "`docker compose {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The state of every container of the project.
+    pub fn ps(&self) -> Result<Vec<PsEntry>> {
+        let out = docker(&[
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--format",
+            "{{json .}}",
+        ])?;
+        let ids: Vec<String> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["ID"].as_str().map(String::from))
+            .collect();
+        inspect_containers(&ids)
+    }
+}
+
+/// What `docker inspect` says about one container of a compose project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PsEntry {
+    pub id: String,
+    pub service: String,
+    /// created, running, exited, ...
+    pub state: String,
+    /// healthy, starting, unhealthy, or empty when the container has no health check.
+    pub health: String,
+    pub exit_code: i64,
+    pub created: String,
+    pub image: String,
+    /// Container port -> host port.
+    pub ports: BTreeMap<u16, u16>,
+    /// Names of the volumes mounted (anonymous ones included).
+    pub volumes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Inspect {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Created")]
+    created: String,
+    #[serde(rename = "Image")]
+    image: String,
+    #[serde(rename = "State")]
+    state: InspectState,
+    #[serde(rename = "Config")]
+    config: InspectConfig,
+    #[serde(rename = "NetworkSettings")]
+    network: InspectNetwork,
+    #[serde(rename = "Mounts", default)]
+    mounts: Vec<InspectMount>,
+}
+
+#[derive(Deserialize)]
+struct InspectState {
+    #[serde(rename = "Status")]
+    status: String,
+    #[serde(rename = "ExitCode")]
+    exit_code: i64,
+    #[serde(rename = "Health")]
+    health: Option<InspectHealth>,
+}
+
+#[derive(Deserialize)]
+struct InspectHealth {
+    #[serde(rename = "Status")]
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct InspectConfig {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct InspectNetwork {
+    #[serde(rename = "Ports", default)]
+    ports: Option<BTreeMap<String, Option<Vec<InspectBinding>>>>,
+}
+
+#[derive(Deserialize)]
+struct InspectBinding {
+    #[serde(rename = "HostPort")]
+    host_port: String,
+}
+
+#[derive(Deserialize)]
+struct InspectMount {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+}
+
+/// Reads `docker inspect` of containers into [`PsEntry`]s; containers gone meanwhile are skipped.
+pub fn inspect_containers(ids: &[String]) -> Result<Vec<PsEntry>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut args = vec!["inspect".to_string()];
+    args.extend(ids.iter().cloned());
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .context("cannot run `docker inspect`")?;
+    // A container removed between `ps` and `inspect` makes inspect fail for it only; the others
+    // are still printed.
+    let parsed: Vec<Inspect> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(parsed.into_iter().map(PsEntry::from).collect())
+}
+
+impl From<Inspect> for PsEntry {
+    fn from(c: Inspect) -> PsEntry {
+        let labels = c.config.labels.unwrap_or_default();
+        let ports = c
+            .network
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, bindings)| {
+                let container: u16 = key.split('/').next()?.parse().ok()?;
+                let host: u16 = bindings?.first()?.host_port.parse().ok()?;
+                Some((container, host))
+            })
+            .collect();
+        PsEntry {
+            id: c.id,
+            service: labels
+                .get("com.docker.compose.service")
+                .cloned()
+                .unwrap_or_default(),
+            state: c.state.status,
+            health: c.state.health.map(|h| h.status).unwrap_or_default(),
+            exit_code: c.state.exit_code,
+            created: c.created,
+            image: c.image,
+            ports,
+            volumes: c
+                .mounts
+                .into_iter()
+                .filter(|m| m.kind == "volume")
+                .filter_map(|m| m.name)
+                .collect(),
+        }
+    }
+}
+
+/// Runs `docker ARGS` and returns stdout; the error carries docker's message.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run `docker`")?;
+    if !out.status.success() {
+        bail!(
+            "`docker {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What a project has left in the engine: container ids, network names, volume names.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.containers.len(), "container"),
+            (self.networks.len(), "network"),
+            (self.volumes.len(), "volume"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// Everything of a compose project still in the engine, found by compose's project label; the
+/// anonymous volumes of its containers are included (compose does not label those).
+pub fn leftovers(project: &str) -> Result<Leftovers> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let lines = |s: String| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let containers = lines(docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &filter,
+    ])?);
+    let mut volumes = lines(docker(&["volume", "ls", "--quiet", "--filter", &filter])?);
+    for entry in inspect_containers(&containers)? {
+        volumes.extend(entry.volumes);
+    }
+    volumes.sort();
+    volumes.dedup();
+    let networks = lines(docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ])?);
+    Ok(Leftovers {
+        containers,
+        networks,
+        volumes,
+    })
+}
+
+/// Removes a project whole: `docker compose down` (containers, their anonymous volumes, networks),
+/// then whatever it missed, by label. Runs in a process group of its own, so that a second Ctrl-C
+/// on the terminal, which ends the xtask at once, does not stop the clean-up half-way.
+pub fn remove_project(project: &str, timeout_seconds: u32) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let timeout = timeout_seconds.to_string();
+    // `down` by project name alone needs no compose file and no environment: the containers'
+    // labels say what belongs to the project.
+    let status = Command::new("docker")
+        .args([
+            "compose",
+            "--project-name",
+            project,
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout",
+            &timeout,
+        ])
+        // A folder with no compose file in it or above it, which compose would otherwise load.
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .status()
+        .context("cannot run `docker compose down`")?;
+    let left = leftovers(project)?;
+    if !status.success() || !left.is_empty() {
+        for id in &left.containers {
+            let _ = docker(&["rm", "--force", "--volumes", id]);
+        }
+        for network in &left.networks {
+            let _ = docker(&["network", "rm", network]);
+        }
+        for volume in &left.volumes {
+            let _ = docker(&["volume", "rm", "--force", volume]);
+        }
+    }
+    let left = leftovers(project)?;
+    if !left.is_empty() {
+        bail!(
+            "could not remove {} of compose project {project}: remove them with `docker compose \
+             --project-name {project} down --volumes`",
+            left.describe()
+        );
+    }
+    Ok(())
+}
+
+/// The names of the variables a compose file interpolates (`$NAME`, `${NAME}`, `${NAME:-x}`,
+/// `${NAME:?msg}`...), in order of first use. `$$` is compose's escaped dollar.
+pub fn interpolated_vars(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, name, _) in interpolations(text) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Every interpolation in a compose file: (1-based line, variable, what follows the name inside
+/// the braces, e.g. `:-3000` or `:?message`). Comments are skipped.
+pub fn interpolations(text: &str) -> Vec<(usize, String, String)> {
+    let mut found = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let code = match line.trim_start().starts_with('#') {
+            true => continue,
+            false => line,
+        };
+        let bytes = code.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            if bytes.get(i + 1) == Some(&b'$') {
+                i += 2;
+                continue;
+            }
+            let braced = bytes.get(i + 1) == Some(&b'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let end = start
+                + code[start..]
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+            if end == start {
+                i += 1;
+                continue;
+            }
+            let name = code[start..end].to_string();
+            let rest = if braced {
+                let close = code[end..].find('}').map(|c| end + c).unwrap_or(code.len());
+                let rest = code[end..close].to_string();
+                i = close + 1;
+                rest
+            } else {
+                i = end;
+                String::new()
+            };
+            found.push((index + 1, name, rest));
+        }
+    }
+    found
+}
+
+/// The variables whose value is a secret: none of them may have a default in a compose file.
+#[cfg(test)]
+pub const SECRET_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "BETTER_AUTH_SECRET",
+    "OPENAI_API_KEY",
+    "DB_PASSWORD",
+];
+
+/// Every place where a compose file gives a secret a default (`${SECRET:-x}` or `${SECRET-x}`),
+/// as `line: message`; empty when there is none.
+#[cfg(test)]
+pub fn secret_defaults(text: &str) -> Vec<String> {
+    interpolations(text)
+        .into_iter()
+        .filter(|(_, name, rest)| {
+            SECRET_VARS.contains(&name.as_str())
+                && (rest.starts_with(":-") || rest.starts_with('-'))
+        })
+        .map(|(line, name, _)| {
+            format!(
+                "line {line}: {name} has a default; a secret must be required (${{{name}:?...}})"
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    }
+
+    #[test]
+    fn project_names_differ_per_root_and_kind() {
+        let a = project_name("todo-chatbot", Kind::Dev, Path::new("/work/main"));
+        let b = project_name("todo-chatbot", Kind::Dev, Path::new("/tmp/copy"));
+        let c = project_name("todo-chatbot", Kind::Prod, Path::new("/work/main"));
+        assert!(a.starts_with("todo-chatbot-dev-") && a.len() == "todo-chatbot-dev-".len() + 8);
+        assert_ne!(a, b);
+        assert_ne!(a.trim_start_matches("todo-chatbot-dev-"), "");
+        assert!(c.starts_with("todo-chatbot-") && !c.contains("-dev-"));
+        assert_eq!(
+            project_name("Todo Chat!", Kind::Prod, Path::new("/x"))
+                .split('-')
+                .next(),
+            Some("todochat")
+        );
+    }
+
+    #[test]
+    fn interpolations_are_found_with_their_modifiers() {
+        let text =
+            "a: ${A:?set A}\n# b: ${COMMENTED}\nc: \"$B and $${NOT} ${C:-3000}\"\nd: ${D-x}\n";
+        let found = interpolations(text);
+        assert_eq!(
+            found,
+            [
+                (1, "A".to_string(), ":?set A".to_string()),
+                (3, "B".to_string(), String::new()),
+                (3, "C".to_string(), ":-3000".to_string()),
+                (4, "D".to_string(), "-x".to_string()),
+            ]
+        );
+        assert_eq!(interpolated_vars(text), ["A", "B", "C", "D"]);
+    }
+
+    #[test]
+    fn secret_defaults_are_reported_with_their_lines() {
+        let text = "x: ${DATABASE_URL:-postgresql://u:p@h/d}\ny: ${OPENAI_API_KEY:?set it}\nz: ${DB_PASSWORD-pw}\nw: ${FRONTEND_PORT:-3000}\n";
+        let found = secret_defaults(text);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("line 1: DATABASE_URL"));
+        assert!(found[1].starts_with("line 3: DB_PASSWORD"));
+    }
+
+    #[test]
+    fn no_compose_file_gives_a_secret_a_default() {
+        for file in FILES {
+            let text = std::fs::read_to_string(root().join(file)).unwrap();
+            assert_eq!(secret_defaults(&text), Vec::<String>::new(), "{file}");
+            // Every secret the file uses is required, with a message saying what to do.
+            for (line, name, rest) in interpolations(&text) {
+                if SECRET_VARS.contains(&name.as_str()) {
+                    assert!(
+                        rest.starts_with(":?"),
+                        "{file}:{line}: {name} is not required"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compose_services_match_the_project_file() {
+        let config =
+            crate::config::Config::load(&root().join(crate::config::DEFAULT_FILE)).unwrap();
+        let base = std::fs::read_to_string(root().join(BASE_FILE)).unwrap();
+        let dev = std::fs::read_to_string(root().join(DEV_FILE)).unwrap();
+        for image in &config.images {
+            assert!(
+                base.contains(&format!("image: {}:latest", image.image)),
+                "{BASE_FILE} runs {}:latest",
+                image.image
+            );
+            assert!(
+                dev.contains(&format!("image: {}:dev", image.image)),
+                "{DEV_FILE} runs {}:dev",
+                image.image
+            );
+            assert!(
+                base.contains(&format!(":{}\"", image.port)),
+                "{BASE_FILE} publishes port {}",
+                image.port
+            );
+        }
+    }
+
+    #[test]
+    fn leftovers_describe_what_remains() {
+        let left = Leftovers {
+            containers: vec!["a".into(), "b".into()],
+            networks: vec![],
+            volumes: vec!["v".into()],
+        };
+        assert_eq!(left.describe(), "2 containers, 1 volume");
+        assert!(Leftovers::default().is_empty());
+    }
+}

@@ -1,0 +1,616 @@
+//! `cargo xtask dev`, `up` and `down` on the real engine, each on a copy of the project (they edit
+//! sources and start stacks named after their root, so a copy never touches the checkout's own).
+//! Outcomes are checked with HTTP, `docker inspect` and `docker compose config`, not by what the
+//! command prints.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{docker, http_get, root, text};
+
+/// A copy of the project in a temporary folder: the files git knows of, one commit, and a `.env`
+/// of made-up values with no DATABASE_URL (so the stacks use their local PostgreSQL).
+struct Copy {
+    dir: PathBuf,
+}
+
+impl Copy {
+    fn new(name: &str) -> Copy {
+        let dir = std::env::temp_dir().join(format!("xtask-dev-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = Command::new("git")
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
+            .current_dir(root())
+            .output()
+            .expect("git ls-files");
+        for file in text(&files.stdout).split('\0').filter(|f| !f.is_empty()) {
+            let from = root().join(file);
+            if !from.is_file() {
+                continue;
+            }
+            let to = dir.join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+        for args in [
+            &["init", "--quiet"][..],
+            &["add", "--all"],
+            &[
+                "-c",
+                "user.name=test",
+                "-c",
+                "user.email=test@localhost",
+                "commit",
+                "--quiet",
+                "--message",
+                "copy",
+            ],
+        ] {
+            let ok = Command::new("git")
+                .args(args)
+                .current_dir(&dir)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "git {args:?}");
+        }
+        std::fs::write(dir.join(".env"), TEST_ENV).unwrap();
+        Copy { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn xtask(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run xtask")
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Made-up values that reach only the containers of these tests.
+const TEST_ENV: &str = "\
+BETTER_AUTH_SECRET=test-secret-0123456789abcdefghijklmnopqrstuvwxyz
+BETTER_AUTH_URL=http://localhost:3000
+OPENAI_API_KEY=sk-test-0000000000000000000000000000
+AGENT_MODEL=gpt-4o
+NEXT_PUBLIC_API_URL=http://localhost:8000
+FRONTEND_URL=http://localhost:3000
+VERSION=v1.0.0
+";
+
+/// A running `cargo xtask dev`, its stderr gathered line by line. Dropping it kills the process;
+/// its reaper then removes the stack.
+struct Dev {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dev {
+    fn start(copy: &Copy) -> Dev {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["dev", "--frontend-port", "0", "--backend-port", "0"])
+            .current_dir(&copy.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start xtask dev");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Dev { child, lines }
+    }
+
+    /// Waits for a line of stderr containing `needle`, after the first `skip` lines.
+    fn wait_line(&mut self, needle: &str, skip: usize, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip)
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "dev exited ({status}) before printing `{needle}`:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no `{needle}` after {timeout:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `docker inspect` of the project's containers: service -> (id, created, image, inspect JSON).
+fn containers(project: &str) -> Vec<(String, String, String, String, serde_json::Value)> {
+    let ids = docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ]);
+    ids.lines()
+        .map(|id| {
+            let json: serde_json::Value = serde_json::from_str(&docker(&["inspect", id])).unwrap();
+            let c = json[0].clone();
+            (
+                c["Config"]["Labels"]["com.docker.compose.service"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                c["Id"].as_str().unwrap().to_string(),
+                c["Created"].as_str().unwrap().to_string(),
+                c["Image"].as_str().unwrap().to_string(),
+                c,
+            )
+        })
+        .collect()
+}
+
+fn container<'a>(
+    all: &'a [(String, String, String, String, serde_json::Value)],
+    service: &str,
+) -> &'a (String, String, String, String, serde_json::Value) {
+    all.iter()
+        .find(|c| c.0 == service)
+        .unwrap_or_else(|| panic!("no {service} container"))
+}
+
+fn host_port(inspect: &serde_json::Value, port: u16) -> u16 {
+    inspect["NetworkSettings"]["Ports"][format!("{port}/tcp")][0]["HostPort"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn env_var(inspect: &serde_json::Value, name: &str) -> Option<String> {
+    inspect["Config"]["Env"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")).map(String::from))
+}
+
+/// Polls `GET path` until the body contains `needle`.
+fn wait_body(port: u16, path: &str, needle: &str, timeout: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok((200, body)) = http_get(port, path) {
+            if body.contains(needle) {
+                return body;
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "GET {path} on port {port} never held `{needle}`"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mounts(inspect: &serde_json::Value) -> Vec<(String, String)> {
+    inspect["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["Type"].as_str().unwrap().to_string(),
+                m["Destination"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What is left of a compose project: containers, networks.
+fn project_left(project: &str) -> (String, String) {
+    let filter = format!("label=com.docker.compose.project={project}");
+    (
+        docker(&["ps", "--all", "--quiet", "--filter", &filter]),
+        docker(&["network", "ls", "--quiet", "--filter", &filter]),
+    )
+}
+
+#[test]
+fn dev_serves_edits_rebuilds_only_the_changed_service_and_leaves_nothing() {
+    let copy = Copy::new("session");
+    let mut dev = Dev::start(&copy);
+    let project_line = dev.wait_line("dev: compose project", 0, Duration::from_secs(600));
+    let project = project_line
+        .split_whitespace()
+        .nth(3)
+        .expect("project name")
+        .to_string();
+    // Cold, the dev images and the local PostgreSQL image are built first.
+    dev.wait_line("dev: ready", 0, Duration::from_secs(1500));
+    dev.wait_line("dev: watching", 0, Duration::from_secs(60));
+
+    let before = containers(&project);
+    let services: Vec<&str> = before.iter().map(|c| c.0.as_str()).collect();
+    for service in ["db", "backend", "frontend"] {
+        assert!(services.contains(&service), "{services:?}");
+    }
+    let backend = container(&before, "backend");
+    let frontend = container(&before, "frontend");
+    let backend_port = host_port(&backend.4, 8000);
+    let frontend_port = host_port(&frontend.4, 3000);
+    // The development shape: sources mounted, node_modules and .next in anonymous volumes, no
+    // restart policy, the dev images.
+    let frontend_mounts = mounts(&frontend.4);
+    for mount in [
+        ("bind", "/app"),
+        ("volume", "/app/node_modules"),
+        ("volume", "/app/.next"),
+    ] {
+        assert!(
+            frontend_mounts.contains(&(mount.0.to_string(), mount.1.to_string())),
+            "{frontend_mounts:?}"
+        );
+    }
+    assert!(mounts(&backend.4).contains(&("bind".to_string(), "/app".to_string())));
+    for c in &before {
+        assert_eq!(c.4["HostConfig"]["RestartPolicy"]["Name"], "no", "{}", c.0);
+        assert_eq!(
+            c.4["Config"]["Labels"]["todo-chatbot.owner"], "dev",
+            "{}",
+            c.0
+        );
+    }
+    assert_eq!(backend.4["Config"]["Image"], "todo-backend:dev");
+    assert_eq!(frontend.4["Config"]["Image"], "todo-frontend:dev");
+    // The backend reaches the local PostgreSQL over the stack's network.
+    wait_body(
+        backend_port,
+        "/health",
+        "\"database\":\"ok\"",
+        Duration::from_secs(60),
+    );
+    wait_body(
+        frontend_port,
+        "/api/health",
+        "\"status\":\"ok\"",
+        Duration::from_secs(60),
+    );
+
+    // A source edit is served by the hot reload, and dev says how long it took.
+    let main_py = copy.path("backend/app/main.py");
+    let original = std::fs::read_to_string(&main_py).unwrap();
+    let mark = dev.count();
+    std::fs::write(
+        &main_py,
+        format!(
+            "{original}\n\n@app.get(\"/dev-test\")\ndef _dev_test() -> dict:\n    return {{\"marker\": \"edited-by-the-test\"}}\n"
+        ),
+    )
+    .unwrap();
+    wait_body(
+        backend_port,
+        "/dev-test",
+        "edited-by-the-test",
+        Duration::from_secs(60),
+    );
+    dev.wait_line(
+        "dev: backend: backend/app/main.py changed; answering again after",
+        mark,
+        Duration::from_secs(60),
+    );
+    let edited_database_url = env_var(&backend.4, "DATABASE_URL");
+
+    // A dependency change rebuilds and recreates the backend alone, with the same environment.
+    // The same comment every run: after the first, the rebuild is a cache hit.
+    let mark = dev.count();
+    let requirements = copy.path("backend/requirements.txt");
+    let mut deps = std::fs::read_to_string(&requirements).unwrap();
+    deps.push_str("# a harmless comment, added by xtask/tests/dev.rs\n");
+    std::fs::write(&requirements, deps).unwrap();
+    dev.wait_line(
+        "dev: backend: rebuilt and recreated",
+        mark,
+        Duration::from_secs(900),
+    );
+    let after = containers(&project);
+    let (new_backend, new_frontend, new_db) = (
+        container(&after, "backend"),
+        container(&after, "frontend"),
+        container(&after, "db"),
+    );
+    assert_ne!(new_backend.1, backend.1, "the backend was recreated");
+    assert_ne!(new_backend.3, backend.3, "from a rebuilt image");
+    assert_eq!(
+        (&new_frontend.1, &new_frontend.2),
+        (&frontend.1, &frontend.2),
+        "the frontend was left alone"
+    );
+    assert_eq!(
+        new_db.1,
+        container(&before, "db").1,
+        "the database was left alone"
+    );
+    assert_eq!(
+        env_var(&new_backend.4, "DATABASE_URL"),
+        edited_database_url,
+        "the recreated backend keeps its environment"
+    );
+    let port = host_port(&new_backend.4, 8000);
+    wait_body(
+        port,
+        "/health",
+        "\"database\":\"ok\"",
+        Duration::from_secs(60),
+    );
+    wait_body(
+        port,
+        "/dev-test",
+        "edited-by-the-test",
+        Duration::from_secs(60),
+    );
+
+    // Ctrl-C: a clean stop, exit 130, and nothing of the run left.
+    let volumes: Vec<String> = after
+        .iter()
+        .flat_map(|c| {
+            c.4["Mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["Type"] == "volume")
+                .map(|m| m["Name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        volumes.len() >= 2,
+        "the frontend's anonymous volumes: {volumes:?}"
+    );
+    let pid = dev.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "dev did not stop within 2 minutes of SIGINT:\n{}",
+            dev.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(130), "{}", dev.output());
+    assert_eq!(project_left(&project), (String::new(), String::new()));
+    for volume in &volumes {
+        let gone = !Command::new("docker")
+            .args(["volume", "inspect", volume])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(gone, "volume {volume} is left");
+    }
+}
+
+#[test]
+fn dev_refuses_a_bad_env_naming_the_problem_and_starts_nothing() {
+    let copy = Copy::new("badenv");
+    let bad = TEST_ENV.replace(
+        "OPENAI_API_KEY=sk-test-0000000000000000000000000000",
+        "OPENAI_API_KEY=xk-canary-secret-value-0123456789",
+    ) + "AGENT_MODEL=\n";
+    std::fs::write(copy.path(".env"), bad).unwrap();
+    let out = copy.xtask(&["dev", "--frontend-port", "0", "--backend-port", "0"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+    assert!(stderr.contains("AGENT_MODEL"), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(
+        !stderr.contains("canary-secret-value"),
+        "a secret was echoed:\n{stderr}"
+    );
+    let filter = "label=todo-chatbot.owner=dev".to_string();
+    let ours: Vec<String> = docker(&[
+        "ps",
+        "--all",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Label \"com.docker.compose.project.working_dir\"}}",
+    ])
+    .lines()
+    .filter(|dir| Path::new(dir).starts_with(&copy.dir))
+    .map(String::from)
+    .collect();
+    assert!(ours.is_empty(), "containers were started: {ours:?}");
+    // The external database cannot be insisted on without a DATABASE_URL.
+    std::fs::write(copy.path(".env"), TEST_ENV).unwrap();
+    let out = copy.xtask(&["dev", "--db", "external"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn compose_accepts_every_file_combination_and_requires_every_secret() {
+    let fixtures = root().join("xtask/tests/fixtures/dev");
+    let sample = fixtures.join("sample.env");
+    let combinations: [&[&str]; 4] = [
+        &["compose.yml"],
+        &["compose.yml", "db.yml"],
+        &["compose.yml", "dev.yml"],
+        &["compose.yml", "dev.yml", "db.yml"],
+    ];
+    let config = |env_file: &Path, files: &[&str], extra: &[(&str, &str)]| {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose").arg("--env-file").arg(env_file);
+        for file in files {
+            cmd.arg("--file").arg(root().join("compose").join(file));
+        }
+        cmd.args(["config", "--quiet"])
+            .env("TODO_ENV_FILE", env_file)
+            .current_dir(root());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("docker compose config")
+    };
+    let db = [
+        ("DB_IMAGE", "postgres:15-alpine"),
+        ("DB_PASSWORD", "sample"),
+    ];
+    for files in combinations {
+        let out = config(&sample, files, &db);
+        assert!(out.status.success(), "{files:?}: {}", text(&out.stderr));
+    }
+    // Without a secret, every combination refuses, naming the variable and never a value.
+    let text_sample = std::fs::read_to_string(&sample).unwrap();
+    let dir = std::env::temp_dir().join(format!("xtask-dev-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for secret in ["BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL"] {
+        let without: String = text_sample
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{secret}=")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let env_file = dir.join(format!("{secret}.env"));
+        std::fs::write(&env_file, without).unwrap();
+        for files in combinations
+            .iter()
+            .filter(|f| !f.contains(&"db.yml") || secret != "DATABASE_URL")
+        {
+            let out = config(&env_file, files, &db);
+            let stderr = text(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{files:?} accepted a missing {secret}"
+            );
+            assert!(stderr.contains(secret), "{files:?}: {stderr}");
+            assert!(!stderr.contains("sample-secret"), "{stderr}");
+        }
+    }
+    // The local database needs its password and image; they have no default either.
+    let out = config(&sample, &["compose.yml", "db.yml"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("DB_"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn up_starts_the_production_stack_healthy_and_down_removes_it() {
+    support::built();
+    let copy = Copy::new("up");
+    let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    let project = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("up: compose project "))
+        .map(|p| p.trim().to_string());
+    // Whatever happens below, the stack goes.
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .arg("down")
+                .current_dir(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(copy.dir.clone());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let project = project.expect("up names its compose project");
+    let all = containers(&project);
+    for (service, path) in [("backend", "/health"), ("frontend", "/api/health")] {
+        let c = container(&all, service);
+        assert_eq!(c.4["State"]["Health"]["Status"], "healthy", "{service}");
+        assert_eq!(
+            c.4["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped",
+            "{service}"
+        );
+        // The production shape: no volume of any kind.
+        assert_eq!(mounts(&c.4), Vec::<(String, String)>::new(), "{service}");
+        let port = host_port(&c.4, if service == "backend" { 8000 } else { 3000 });
+        assert!(
+            stdout.contains(&format!("{service} http://localhost:{port}")),
+            "{stdout}"
+        );
+        let (status, _) = http_get(port, path).unwrap();
+        assert_eq!(status, 200, "{service}");
+    }
+    assert_eq!(
+        container(&all, "backend").4["Config"]["Image"],
+        "todo-backend:latest"
+    );
+    let network = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--format",
+        "{{.Name}} {{.Driver}}",
+    ]);
+    assert_eq!(network, format!("{project}_todo-network bridge"));
+
+    let out = copy.xtask(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(project_left(&project), (String::new(), String::new()));
+    let out = copy.xtask(&["down"]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("nothing to stop"));
+}

@@ -288,7 +288,14 @@ fn unknown_services_are_refused_with_the_known_ones() {
 #[test]
 fn ctrl_c_stops_the_builds_and_exits_130() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["--config", "xtask/tests/fixtures/build/slow.toml", "build", "--no-cache", "--progress", "plain"])
+        .args([
+            "--config",
+            "xtask/tests/fixtures/build/slow.toml",
+            "build",
+            "--no-cache",
+            "--progress",
+            "plain",
+        ])
         .current_dir(support::root())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -299,26 +306,41 @@ fn ctrl_c_stops_the_builds_and_exits_130() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
     let started = std::time::Instant::now();
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(120)).expect("the build printed its slow step");
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the build printed its slow step");
         if line.contains("the slow fixture starts") {
             break;
         }
     }
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     // The build was stopped, not waited out: the step sleeps for two minutes.
-    assert!(started.elapsed() < Duration::from_secs(110), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(110),
+        "took {:?}",
+        started.elapsed()
+    );
     let tagged = std::process::Command::new("docker")
         .args(["image", "inspect", "todo-fixture-slow:latest"])
         .output()
         .unwrap();
-    assert!(!tagged.status.success(), "an interrupted build must not tag an image");
+    assert!(
+        !tagged.status.success(),
+        "an interrupted build must not tag an image"
+    );
 }

@@ -75,7 +75,7 @@ pub fn median(samples: &[f64]) -> f64 {
 }
 
 impl BenchCmd {
-    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         if self.runs == 0 {
             bail!("--runs must be at least 1");
         }

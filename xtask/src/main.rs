@@ -64,7 +64,7 @@ fn main() {
     let result = result.map_err(anyhow::Error::from).and_then(|sh| {
         let config = || config::Config::load(&sh.current_dir().join(&cli.config));
         match cli.cmd {
-            Cmd::Bench(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Bench(cmd) => cmd.run(&sh),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
             Cmd::Dev(cmd) => cmd.run(&sh, &config()?),
             Cmd::Down(cmd) => cmd.run(&sh, &config()?),

@@ -158,6 +158,13 @@ fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)], hash: &str) -> BaseM
 /// True when every reference names an image in the engine's store (one `docker` call).
 fn images_exist<S: AsRef<str>>(sh: &Shell, references: &[S]) -> bool {
     let refs: Vec<&str> = references.iter().map(AsRef::as_ref).collect();
+    let answers: Option<Vec<bool>> = refs
+        .iter()
+        .map(|r| engine::api_image(r).map(|found| found.is_some()))
+        .collect();
+    if let Some(answers) = answers {
+        return answers.iter().all(|&found| found);
+    }
     let format = "--format={{.Id}}";
     cmd!(sh, "docker image inspect {format} {refs...}")
         .quiet()

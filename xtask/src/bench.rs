@@ -18,14 +18,18 @@ use crate::plan::{self, BuildPlan};
 use crate::{bases, engine};
 
 const DOC: &str = "docs/benchmarks.md";
+const OUT_DIR: &str = "target/xtask/bench";
 const START: &str = "<!-- build-bench:start -->";
 const END: &str = "<!-- build-bench:end -->";
 
 #[derive(Debug, Args)]
 pub struct BenchCmd {
-    /// Rounds of the no-op and warm scenarios.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds of the no-op scenario.
+    #[arg(long, default_value_t = 7)]
     runs: usize,
+    /// Rounds of the warm scenario.
+    #[arg(long, default_value_t = 3)]
+    warm_runs: usize,
     /// Rounds of the cold scenario (each builds both images from scratch three times).
     #[arg(long, default_value_t = 1)]
     cold_runs: usize,
@@ -100,16 +104,8 @@ impl BenchCmd {
         let images: Vec<_> = config.images.iter().collect();
         let resolved = bases::resolve(sh, config, &images, base_mode(None, config)?)?;
         let git = GitInfo::read(sh)?;
-        let inputs = plan::PlanInputs {
-            version: &config.project.version,
-            git: &git,
-            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            bases: &resolved.args,
-            ca_secret: engine::ca_bundle(),
-            no_cache: false,
-            out_dir: PathBuf::from("target/xtask/bench"),
-        };
-        sh.create_dir("target/xtask/bench")?;
+        let inputs = plan::PlanInputs::now(&config.project.version, &git, &resolved.args, OUT_DIR);
+        sh.create_dir(OUT_DIR)?;
         let plan = plan::build_plan(config, &images, &inputs);
         let mut cold_plan = plan.clone();
         cold_plan.images.iter_mut().for_each(|i| i.no_cache = true);
@@ -121,7 +117,7 @@ impl BenchCmd {
         let mut rows = Vec::new();
         for (scenario, rounds) in [
             (Scenario::NoOp, self.runs),
-            (Scenario::Warm, self.runs),
+            (Scenario::Warm, self.warm_runs),
             (Scenario::Cold, self.cold_runs),
         ] {
             if rounds == 0 {
@@ -227,7 +223,7 @@ fn write_bake_file(sh: &Shell, plan: &BuildPlan, name: &str) -> Result<PathBuf> 
         .collect();
     let names: Vec<&String> = targets.keys().collect();
     let bake = serde_json::json!({"group": {"default": {"targets": names}}, "target": targets});
-    let path = PathBuf::from("target/xtask/bench").join(name);
+    let path = PathBuf::from(OUT_DIR).join(name);
     sh.write_file(&path, serde_json::to_string_pretty(&bake)?)?;
     Ok(path)
 }

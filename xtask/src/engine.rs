@@ -48,6 +48,53 @@ fn check_version(version: String) -> Result<String> {
 
 /// The engine's version, or None when no engine answers.
 pub fn server_version(sh: &Shell) -> Option<String> {
+    socket_version().or_else(|| cli_version(sh))
+}
+
+/// The engine's version asked straight on its API socket.
+fn socket_version() -> Option<String> {
+    let (status, body) = api_get("/version")?;
+    let version: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200).then(|| version["Version"].as_str().map(str::to_string))?
+}
+
+/// A GET on the engine's API socket: (HTTP status, body). It takes about a millisecond where a
+/// `docker` command takes tens, which a no-op build notices. None when the engine is not on the
+/// default local socket or a `unix://` DOCKER_HOST (another context, a remote engine): callers
+/// then ask the `docker` CLI instead.
+pub fn api_get(path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    if std::env::var_os("DOCKER_CONTEXT").is_some() {
+        return None;
+    }
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) => host.strip_prefix("unix://")?.to_string(),
+        Err(_) => "/var/run/docker.sock".to_string(),
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The id and size of a local image, through the API socket when it answers.
+pub fn api_image(reference: &str) -> Option<Option<(String, u64)>> {
+    let (status, body) = api_get(&format!("/images/{reference}/json"))?;
+    if status != 200 {
+        return Some(None);
+    }
+    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(Some((
+        image["Id"].as_str()?.to_string(),
+        image["Size"].as_u64()?,
+    )))
+}
+
+fn cli_version(sh: &Shell) -> Option<String> {
     which::which("docker").ok()?;
     let format = "--format={{.Server.Version}}";
     cmd!(sh, "docker version {format}")

@@ -48,6 +48,27 @@ pub struct PlanInputs<'a> {
     pub out_dir: PathBuf,
 }
 
+impl<'a> PlanInputs<'a> {
+    /// The inputs of a build on this host now: created at the current time, the host's proxy
+    /// CA (if any) passed as the secret `ca`, the layer cache used.
+    pub fn now(
+        version: &'a semver::Version,
+        git: &'a GitInfo,
+        bases: &'a BTreeMap<String, String>,
+        out_dir: impl Into<PathBuf>,
+    ) -> PlanInputs<'a> {
+        PlanInputs {
+            version,
+            git,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            bases,
+            ca_secret: crate::engine::ca_bundle(),
+            no_cache: false,
+            out_dir: out_dir.into(),
+        }
+    }
+}
+
 pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> BuildPlan {
     let images = images
         .iter()

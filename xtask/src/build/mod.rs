@@ -5,10 +5,9 @@ mod report;
 pub mod stream;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -104,15 +103,8 @@ impl BuildCmd {
         } else {
             bases::resolve(sh, config, &images, mode)?
         };
-        let inputs = plan::PlanInputs {
-            version: &version,
-            git: &git,
-            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            bases: &resolved.args,
-            ca_secret: crate::engine::ca_bundle(),
-            no_cache: self.no_cache,
-            out_dir: PathBuf::from(OUT_DIR),
-        };
+        let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, OUT_DIR);
+        inputs.no_cache = self.no_cache;
         let plan = plan::build_plan(config, &images, &inputs);
         if self.print {
             let commands: Vec<Vec<String>> = plan
@@ -204,6 +196,10 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     for (index, image) in plan.images.iter().enumerate() {
         let mut child = Command::new("docker")
             .args(image.buildx_args())
+            // buildx would otherwise run about a dozen git commands per build to describe the
+            // context for provenance, most of a no-op build's time; the plan's OCI labels
+            // already carry the revision and source.
+            .env("BUILDX_GIT_INFO", "0")
             .current_dir(sh.current_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -260,14 +256,25 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     }
     display.clear();
     let wall_seconds = start.elapsed().as_secs_f64();
+    let results: Vec<(BuildStream, bool, f64)> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| (BuildStream::default(), false, wall_seconds)))
+        .collect();
+    let built: Vec<&str> = plan
+        .images
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.1)
+        .map(|(i, _)| i.tags[0].as_str())
+        .collect();
+    let mut inspected = inspect_tags(sh, &built).into_iter();
     let images = plan
         .images
         .iter()
         .zip(results)
-        .map(|(image, result)| {
-            let (stream, ok, seconds) =
-                result.unwrap_or_else(|| (BuildStream::default(), false, wall_seconds));
-            image_result(sh, image, &stream, ok, seconds)
+        .map(|(image, (stream, ok, seconds))| {
+            let found = if ok { inspected.next().flatten() } else { None };
+            image_result(sh, image, &stream, ok, seconds, found)
         })
         .collect();
     Ok(BuildReport {
@@ -285,6 +292,7 @@ fn image_result(
     stream: &BuildStream,
     built: bool,
     seconds: f64,
+    found: Option<(String, u64)>,
 ) -> ImageResult {
     let (steps, cached_steps) = stream.counts();
     let mut result = ImageResult {
@@ -312,16 +320,9 @@ fn image_result(
         result.last_lines = last_lines(sh, &image.log_file, 12);
         return result;
     }
-    let tag = &image.tags[0];
-    let format = "--format={{.Id}}\t{{.Size}}";
-    match cmd!(sh, "docker image inspect {format} {tag}")
-        .quiet()
-        .read()
-    {
-        Ok(out) => {
-            let (id, size) = out.split_once('\t').unwrap_or((&out, "0"));
-            let size: u64 = size.trim().parse().unwrap_or(0);
-            result.id = Some(id.to_string());
+    match found {
+        Some((id, size)) => {
+            result.id = Some(id);
             result.size_bytes = Some(size);
             if size > image.budget_bytes {
                 result.error = Some(format!(
@@ -333,13 +334,53 @@ fn image_result(
                 result.ok = true;
             }
         }
-        Err(e) => {
+        None => {
             result.error = Some(format!(
-                "built, but `docker image inspect {tag}` failed: {e}"
+                "built, but `docker image inspect {}` found no image",
+                image.tags[0]
             ))
         }
     }
     result
+}
+
+/// The id and size of each tag, in order: from the engine's API socket, else one `docker image
+/// inspect` for all of them (a no-op build is short enough that a call per image shows), else one
+/// call each to find which failed.
+fn inspect_tags(sh: &Shell, tags: &[&str]) -> Vec<Option<(String, u64)>> {
+    let format = "--format={{.Id}}\t{{.Size}}";
+    let parse = |line: &str| {
+        let (id, size) = line.split_once('\t')?;
+        Some((id.to_string(), size.trim().parse().ok()?))
+    };
+    if tags.is_empty() {
+        return vec![];
+    }
+    let answers: Option<Vec<Option<(String, u64)>>> = tags
+        .iter()
+        .map(|tag| crate::engine::api_image(tag))
+        .collect();
+    if let Some(answers) = answers {
+        return answers;
+    }
+    if let Ok(out) = cmd!(sh, "docker image inspect {format} {tags...}")
+        .quiet()
+        .read()
+    {
+        let parsed: Vec<Option<(String, u64)>> = out.lines().map(parse).collect();
+        if parsed.len() == tags.len() {
+            return parsed;
+        }
+    }
+    tags.iter()
+        .map(|tag| {
+            let out = cmd!(sh, "docker image inspect {format} {tag}")
+                .quiet()
+                .read()
+                .ok()?;
+            parse(&out)
+        })
+        .collect()
 }
 
 fn last_lines(sh: &Shell, path: &std::path::Path, n: usize) -> Vec<String> {
@@ -349,6 +390,28 @@ fn last_lines(sh: &Shell, path: &std::path::Path, n: usize) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// One spinner line per name, names aligned, each with its elapsed time and a message: the live
+/// view of every command that runs several services at once.
+pub fn spinner_bars(names: &[String]) -> (MultiProgress, Vec<ProgressBar>) {
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {{prefix:{width}}} {{elapsed:>4}} {{wide_msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bars = names
+        .iter()
+        .map(|name| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(name.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+        .collect();
+    (multi, bars)
 }
 
 /// The live view: a bar per image on a terminal, plain lines elsewhere.
@@ -361,24 +424,9 @@ struct Display {
 impl Display {
     fn new(plan: &BuildPlan, progress: Progress) -> Display {
         let services: Vec<String> = plan.images.iter().map(|i| i.service.clone()).collect();
-        let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
         let bars = (progress == Progress::Auto && std::io::stderr().is_terminal()).then(|| {
-            let multi = MultiProgress::new();
-            let style = ProgressStyle::with_template(&format!(
-                "{{spinner}} {{prefix:{width}}} {{elapsed:>4}} {{wide_msg}}"
-            ))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            let bars = services
-                .iter()
-                .map(|s| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(style.clone());
-                    bar.set_prefix(s.clone());
-                    bar.set_message("starting");
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                })
-                .collect();
+            let (multi, bars) = spinner_bars(&services);
+            bars.iter().for_each(|b| b.set_message("starting"));
             (multi, bars)
         });
         Display {

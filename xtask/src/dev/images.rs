@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -71,15 +70,8 @@ pub fn build_dev(
 ) -> Result<Vec<(String, String)>> {
     let resolved = bases::resolve(sh, config, images, mode)?;
     let git = GitInfo::read(sh)?;
-    let inputs = plan::PlanInputs {
-        version: &config.project.version,
-        git: &git,
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        bases: &resolved.args,
-        ca_secret: crate::engine::ca_bundle(),
-        no_cache: false,
-        out_dir: PathBuf::from(OUT_DIR),
-    };
+    let inputs =
+        crate::plan::PlanInputs::now(&config.project.version, &git, &resolved.args, OUT_DIR);
     let plan = dev_plan(config, images, &inputs, &sh.current_dir())?;
     sh.create_dir(OUT_DIR)?;
     let report = build::execute(sh, &plan, progress)?;

@@ -2,9 +2,9 @@
 //! failed. Live lines on a terminal; elsewhere one printed line per change of status.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 
 use super::stack::PsEntry;
 
@@ -53,25 +53,9 @@ pub struct Board {
 
 impl Board {
     pub fn new(services: &[String]) -> Board {
-        let width = services.iter().map(String::len).max().unwrap_or(0);
-        let bars = std::io::stderr().is_terminal().then(|| {
-            let multi = MultiProgress::new();
-            let style = ProgressStyle::with_template(&format!(
-                "{{spinner}} {{prefix:{width}}} {{elapsed:>4}} {{wide_msg}}"
-            ))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            let bars = services
-                .iter()
-                .map(|s| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(style.clone());
-                    bar.set_prefix(s.clone());
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                })
-                .collect();
-            (multi, bars)
-        });
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| crate::build::spinner_bars(services));
         Board {
             services: services.to_vec(),
             statuses: vec![None; services.len()],

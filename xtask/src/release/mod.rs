@@ -318,15 +318,7 @@ impl ReleaseCmd {
         let resolved = bases::resolve(sh, config, &images, mode)?;
         let git = GitInfo::read(sh)?;
         let version = semver::Version::parse(&plan.version)?;
-        let inputs = crate::plan::PlanInputs {
-            version: &version,
-            git: &git,
-            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            bases: &resolved.args,
-            ca_secret: crate::engine::ca_bundle(),
-            no_cache: false,
-            out_dir: PathBuf::from(BUILD_DIR),
-        };
+        let inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, BUILD_DIR);
         let mut build_plan = crate::plan::build_plan(config, &images, &inputs);
         for image in &mut build_plan.images {
             let release = plan

@@ -139,7 +139,8 @@ pub fn labels(config: &Config, image: &Image, inputs: &PlanInputs) -> BTreeMap<S
 }
 
 impl ImagePlan {
-    /// The arguments after `docker`, for one `docker buildx build` of this image.
+    /// The arguments after `docker`, for one `docker buildx build` of this image; the first is
+    /// always `buildx`.
     pub fn buildx_args(&self) -> Vec<String> {
         let mut args: Vec<String> = ["buildx", "build", "--progress=rawjson", "--load"]
             .map(String::from)

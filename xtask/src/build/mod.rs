@@ -5,7 +5,7 @@ mod report;
 pub mod stream;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -194,8 +194,8 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     let mut children: Vec<Option<Child>> = Vec::new();
     let mut logs = Vec::new();
     for (index, image) in plan.images.iter().enumerate() {
-        let mut child = Command::new("docker")
-            .args(image.buildx_args())
+        let mut child = crate::engine::buildx()
+            .args(&image.buildx_args()[1..])
             // buildx would otherwise run about a dozen git commands per build to describe the
             // context for provenance, most of a no-op build's time; the plan's OCI labels
             // already carry the revision and source.

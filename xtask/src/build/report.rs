@@ -50,11 +50,17 @@ pub fn mb(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
 }
 
-/// The previous builds, oldest first; a damaged line is skipped rather than failing the build.
+/// How many of the latest builds the comparison reads: the history file only grows, and a no-op
+/// build should not spend its time parsing all of it.
+const HISTORY_READ: usize = 50;
+
+/// The latest previous builds, oldest first; a damaged line is skipped rather than failing the
+/// build.
 pub fn load_history(sh: &Shell) -> Vec<BuildReport> {
-    sh.read_file(HISTORY)
-        .unwrap_or_default()
-        .lines()
+    let text = sh.read_file(HISTORY).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(HISTORY_READ)..]
+        .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }

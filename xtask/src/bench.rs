@@ -157,7 +157,7 @@ impl BenchCmd {
             }
         }
         let sizes = sizes(sh, &plan);
-        let text = render(&rows, &sizes, &git, &resolved.mode);
+        let text = render(&rows, &sizes, &git, resolved.mode);
         println!("{text}");
         drop(dir);
         let _ = cmd!(sh, "git worktree remove --force {tree}")

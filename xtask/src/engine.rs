@@ -270,7 +270,7 @@ pub fn ca_bundle() -> Option<std::path::PathBuf> {
         "REQUESTS_CA_BUNDLE",
     ]
     .iter()
-    .filter_map(|v| std::env::var_os(v))
+    .filter_map(std::env::var_os)
     .map(std::path::PathBuf::from)
     .find(|p| p.is_file())
 }

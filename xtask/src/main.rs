@@ -57,10 +57,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let result = xshell::Shell::new().and_then(|sh| {
-        sh.change_dir(project_root());
-        Ok(sh)
-    });
+    let result = xshell::Shell::new().inspect(|sh| sh.change_dir(project_root()));
     let result = result.map_err(anyhow::Error::from).and_then(|sh| {
         let config = || config::Config::load(&sh.current_dir().join(&cli.config));
         match cli.cmd {

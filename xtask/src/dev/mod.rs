@@ -215,14 +215,7 @@ fn run_dev(
     }
     start(&stack, Duration::from_secs(args.timeout))?;
     let containers = stack.ps()?;
-    let ports: BTreeMap<String, u16> = config
-        .images
-        .iter()
-        .filter_map(|i| {
-            let c = containers.iter().find(|c| c.service == i.service)?;
-            Some((i.service.clone(), *c.ports.get(&i.port)?))
-        })
-        .collect();
+    let ports = published_ports(config, &containers);
     eprintln!(
         "dev: ready in {:.1} s: {}",
         started.elapsed().as_secs_f64(),
@@ -304,14 +297,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     }
     teardown.disarm();
     let containers = stack.ps()?;
-    let ports: BTreeMap<String, u16> = config
-        .images
-        .iter()
-        .filter_map(|i| {
-            let c = containers.iter().find(|c| c.service == i.service)?;
-            Some((i.service.clone(), *c.ports.get(&i.port)?))
-        })
-        .collect();
+    let ports = published_ports(config, &containers);
     eprintln!(
         "up: healthy in {:.1} s; `cargo xtask down` stops it",
         started.elapsed().as_secs_f64()
@@ -636,6 +622,18 @@ fn last_logs(id: &str, lines: usize) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// Each service's host port for its own port, as the running containers publish it.
+fn published_ports(config: &Config, containers: &[stack::PsEntry]) -> BTreeMap<String, u16> {
+    config
+        .images
+        .iter()
+        .filter_map(|i| {
+            let c = containers.iter().find(|c| c.service == i.service)?;
+            Some((i.service.clone(), *c.ports.get(&i.port)?))
+        })
+        .collect()
 }
 
 fn urls(config: &Config, ports: &BTreeMap<String, u16>) -> String {

@@ -32,7 +32,7 @@ use xshell::Shell;
 use crate::config::{BaseMode, Config, Image};
 use crate::{bases, engine, env, interrupt};
 use expect::Expect;
-use report::{Row, SmokeReport};
+use report::{Row, RowBuilder, SmokeReport};
 use secrets::Needle;
 use stack::{Stack, Started};
 
@@ -482,20 +482,24 @@ fn health_latency(image: &Image, container: &Started, expect: &Expect) -> Row {
         }
     }
     let t = probe::timings(&samples);
-    let row = row
-        .figure(format!(
-            "max {}, median {} (limit {})",
-            probe::ms(t.max),
-            probe::ms(t.median),
-            probe::ms(limit)
-        ))
-        .measure(t.max, "s", Some(limit));
-    if t.max < limit {
+    let figure = format!(
+        "max {}, median {} (limit {})",
+        probe::ms(t.max),
+        probe::ms(t.median),
+        probe::ms(limit)
+    );
+    latency_verdict(row, figure, t.max, limit, &format!("GET {path}"))
+}
+
+/// Passes the row when the slowest sample is under the limit, and records it as the measure.
+fn latency_verdict(row: RowBuilder, figure: String, max: f64, limit: f64, what: &str) -> Row {
+    let row = row.figure(figure).measure(max, "s", Some(limit));
+    if max < limit {
         row.pass()
     } else {
         row.fail(format!(
-            "GET {path} took {}, over the spec's {}",
-            probe::ms(t.max),
+            "{what} took {}, over the spec's {}",
+            probe::ms(max),
             probe::ms(limit)
         ))
     }
@@ -602,23 +606,13 @@ fn frontend_to_backend(
             }
             let samples: Vec<f64> = results.iter().map(|r| r.1).collect();
             let t = probe::timings(&samples);
-            let row = row
-                .figure(format!(
-                    "first {} (with DNS), median {} (limit {})",
-                    probe::ms(t.first),
-                    probe::ms(t.median),
-                    probe::ms(limit)
-                ))
-                .measure(t.max, "s", Some(limit));
-            if t.max < limit {
-                row.pass()
-            } else {
-                row.fail(format!(
-                    "GET {url} took {}, over the spec's {}",
-                    probe::ms(t.max),
-                    probe::ms(limit)
-                ))
-            }
+            let figure = format!(
+                "first {} (with DNS), median {} (limit {})",
+                probe::ms(t.first),
+                probe::ms(t.median),
+                probe::ms(limit)
+            );
+            latency_verdict(row, figure, t.max, limit, &format!("GET {url}"))
         }
         Err(e) => row.fail(format!(
             "cannot request {url} from the frontend container: {e:#}"

@@ -1,9 +1,9 @@
 "use client";
 
-import { useRouter } from "next/navigation";
-import { type FormEvent, useCallback, useEffect, useRef, useState } from "react";
+import { type FormEvent, useEffect, useRef, useState } from "react";
 
-import { ApiError, type Backend, call, type ChatMessage, type ChatTurn } from "@/lib/api";
+import { type Backend, call, type ChatMessage, type ChatTurn } from "@/lib/api";
+import { useApiFailure } from "@/lib/use-api-failure";
 
 type Line = { key: string; role: "user" | "assistant"; content: string; actions?: ChatTurn["actions"] };
 
@@ -14,7 +14,6 @@ function describeAction(action: ChatTurn["actions"][number]): string {
 }
 
 export default function ChatApp({ backend }: { backend: Backend }) {
-  const router = useRouter();
   const [conversation, setConversation] = useState<number | null>(null);
   const [lines, setLines] = useState<Line[]>([]);
   const [text, setText] = useState("");
@@ -22,16 +21,7 @@ export default function ChatApp({ backend }: { backend: Backend }) {
   const [error, setError] = useState<string | null>(null);
   const end = useRef<HTMLDivElement>(null);
 
-  const fail = useCallback(
-    (e: unknown) => {
-      if (e instanceof ApiError && e.status === 401) {
-        router.replace("/sign-in");
-        return;
-      }
-      setError(e instanceof Error ? e.message : String(e));
-    },
-    [router],
-  );
+  const fail = useApiFailure(setError);
 
   // Continue the most recent conversation: its messages come from the backend's database.
   useEffect(() => {

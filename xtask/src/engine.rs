@@ -175,7 +175,13 @@ fn install_engine(sh: &Shell) -> Result<()> {
     // per-package release takes only these and what bookworm cannot satisfy (containerd).
     let packages: Vec<String> = ["docker.io", "docker-buildx", "docker-compose"]
         .iter()
-        .map(|p| if from_trixie { format!("{p}/trixie") } else { p.to_string() })
+        .map(|p| {
+            if from_trixie {
+                format!("{p}/trixie")
+            } else {
+                p.to_string()
+            }
+        })
         .collect();
     let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     apt_install(sh, &packages)

@@ -59,7 +59,9 @@ fn main() {
     let cli = Cli::parse();
     let result = xshell::Shell::new().inspect(|sh| sh.change_dir(project_root()));
     let result = result.map_err(anyhow::Error::from).and_then(|sh| {
-        let config = || config::Config::load(&sh.current_dir().join(&cli.config));
+        // Paths in any project file, `--config` ones too, are relative to the project root.
+        let root = sh.current_dir();
+        let config = || config::Config::load_in(&root, &root.join(&cli.config));
         match cli.cmd {
             Cmd::Bench(cmd) => cmd.run(&sh),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),

@@ -279,6 +279,50 @@ fn fixtures_use_the_projects_own_bases() {
 }
 
 #[test]
+fn bad_project_files_are_refused_at_load_naming_file_line_and_field() {
+    // Each fixture holds one mistake; the expected line names where its value is.
+    for (fixture, expected) in [
+        (
+            "duplicate-image",
+            r#"duplicate-image.toml:36: [[image]] "two": image = "todo-fixture-same": is also the image of service "one" (line 23)"#,
+        ),
+        (
+            "duplicate-service",
+            r#"duplicate-service.toml:35: [[image]] service = "one": appears twice (first at line 22)"#,
+        ),
+        (
+            "missing-dockerfile",
+            r#"missing-dockerfile.toml:26: [[image]] "one": dockerfile = "xtask/tests/fixtures/build/good/Dockerfile.gone": no such file"#,
+        ),
+        (
+            "missing-context",
+            r#"missing-context.toml:25: [[image]] "one": context = "xtask/tests/fixtures/build/gone": no such folder"#,
+        ),
+    ] {
+        let file = format!("xtask/tests/fixtures/project/{fixture}.toml");
+        // `--print` builds nothing and is refused all the same, before printing any plan.
+        for args in [&["build", "--print"][..], &["build", "--json"][..]] {
+            let out = xtask(&[&["--config", file.as_str()][..], args].concat());
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{fixture} {args:?}: {stderr}");
+            assert!(
+                out.stdout.is_empty(),
+                "{fixture} {args:?}: {}",
+                text(&out.stdout)
+            );
+            assert!(
+                stderr.contains(&format!("invalid project file {file} (1 problem)")),
+                "{fixture}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("xtask/tests/fixtures/project/{expected}")),
+                "{fixture}: {expected}\nnot in: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn unknown_services_are_refused_with_the_known_ones() {
     let out = xtask(&["build", "--only", "web"]);
     assert_eq!(out.status.code(), Some(1));

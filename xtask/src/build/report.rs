@@ -150,10 +150,13 @@ pub fn table(report: &BuildReport, history: &[BuildReport]) -> String {
             Cell::new(tags.join("\n")),
             Cell::new(format!("{:.1}s", image.seconds)),
             Cell::new(format!("{}/{}", image.cached_steps, image.steps)),
-            Cell::new(if slowest.is_empty() {
+            Cell::new(if !slowest.is_empty() {
+                slowest.join("\n")
+            } else if image.ok && image.steps > 0 && image.cached_steps == image.steps {
                 "all cached".to_string()
             } else {
-                slowest.join("\n")
+                // A build that failed before any step ran has nothing cached to speak of.
+                "-".to_string()
             }),
             status,
             Cell::new(format!("< {} MB", mb(image.budget_bytes))),
@@ -214,6 +217,22 @@ mod tests {
             change(&result(120_000_000, 1.0), Some(&result(120_010_000, 1.0))),
             "size =, time +0.0s"
         );
+    }
+
+    #[test]
+    fn a_failed_build_is_never_called_all_cached() {
+        let mut failed = result(1, 1.0);
+        (failed.ok, failed.steps, failed.cached_steps) = (false, 0, 0);
+        failed.size_bytes = None;
+        let report = BuildReport {
+            version: "1.0.0".into(),
+            revision: "abc".into(),
+            wall_seconds: 1.0,
+            interrupted: false,
+            images: vec![failed, result(1, 1.0)],
+        };
+        let table = table(&report, &[]);
+        assert_eq!(table.matches("all cached").count(), 1, "{table}");
     }
 
     #[test]

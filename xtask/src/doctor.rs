@@ -12,6 +12,13 @@ pub struct DoctorCmd {
     /// Install and start what is missing, where this host allows it (Debian, root).
     #[arg(long)]
     fix: bool,
+    /// Print the shell commands that install the engine on this host (what `--fix` would run
+    /// when no engine is installed), and nothing else.
+    #[arg(long, conflicts_with = "fix")]
+    install_plan: bool,
+    /// With `--install-plan`: ask apt for the plan (`apt-get -s`) instead of installing.
+    #[arg(long, requires = "install_plan")]
+    simulate: bool,
 }
 
 struct Line {
@@ -34,6 +41,10 @@ fn version_of(sh: &Shell, program: &str, args: &[&str]) -> Option<String> {
 
 impl DoctorCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        if self.install_plan {
+            print!("{}", engine::host_install_plan().script(self.simulate));
+            return Ok(());
+        }
         if self.fix {
             engine::ensure(sh)?;
             engine::ensure_program(sh, "mmdebstrap", "mmdebstrap")?;

@@ -150,40 +150,166 @@ fn codename() -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
+/// The Debian release whose Docker Engine 26, buildx and compose the xtask installs on bookworm.
+const ENGINE_SUITE: &str = "trixie";
+/// Used when the host's apt sources name no mirror for its own release.
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+const ENGINE_PACKAGES: [&str; 3] = ["docker.io", "docker-buildx", "docker-compose"];
+
+/// What installing the engine does to a Debian host, as data: `install_engine` carries it out,
+/// `doctor --install-plan` prints it, and a test simulates it with `apt-get -s` in a bookworm
+/// container.
+#[derive(Debug, PartialEq)]
+pub struct InstallPlan {
+    /// Files written before `apt-get update`: (path, content).
+    pub files: Vec<(&'static str, String)>,
+    /// The arguments of `apt-get install`, each package named with the release it comes from.
+    pub packages: Vec<String>,
+}
+
+impl InstallPlan {
+    /// The plan as the shell commands a person would type; `simulate` asks apt for the plan
+    /// (`apt-get -s`) instead of installing.
+    pub fn script(&self, simulate: bool) -> String {
+        let mut out = String::from("set -e\n");
+        for (path, content) in &self.files {
+            out.push_str(&format!("cat > {path} <<'EOF'\n{content}EOF\n"));
+        }
+        let mode = if simulate { "-s" } else { "-y" };
+        out.push_str("apt-get update -qq\n");
+        out.push_str(&format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get install {mode} --no-install-recommends {}\n",
+            self.packages.join(" ")
+        ));
+        out
+    }
+}
+
+/// The engine's install plan for a host of Debian release `codename` whose apt uses `mirror`.
+/// bookworm's own engine is too old, so there trixie is added at pin priority 100 (below the
+/// default 500, so nothing moves to it by itself) and each package is named with `/trixie`. No
+/// `-t trixie` is given: it would make trixie the target release of every dependency and upgrade
+/// libc6, dpkg and base-files with them, while a per-package release takes only the named packages
+/// and what bookworm cannot satisfy (containerd).
+pub fn install_plan(codename: Option<&str>, mirror: &str) -> InstallPlan {
+    if codename != Some("bookworm") {
+        return InstallPlan {
+            files: Vec::new(),
+            packages: ENGINE_PACKAGES.iter().map(|p| p.to_string()).collect(),
+        };
+    }
+    InstallPlan {
+        files: engine_suite_files(mirror),
+        packages: ENGINE_PACKAGES
+            .iter()
+            .map(|p| format!("{p}/{ENGINE_SUITE}"))
+            .collect(),
+    }
+}
+
+fn engine_suite_files(mirror: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            TRIXIE_SOURCE,
+            format!(
+                "Types: deb\nURIs: {mirror}\nSuites: {ENGINE_SUITE}\nComponents: main\n\
+                 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+            ),
+        ),
+        (
+            TRIXIE_PIN,
+            format!(
+                "# Only what is asked for by name comes from {ENGINE_SUITE}; nothing else is upgraded.\n\
+                 Package: *\nPin: release n={ENGINE_SUITE}\nPin-Priority: 100\n"
+            ),
+        ),
+    ]
+}
+
+/// The plan for this host: its release and the mirror its apt already uses.
+pub fn host_install_plan() -> InstallPlan {
+    install_plan(codename().as_deref(), &host_mirror())
+}
+
+/// The mirror the host's apt fetches its own release from, read from its sources (one-line
+/// `sources.list` entries and deb822 `.sources` files alike), so that a host with a mirror of its
+/// own gets trixie from there too; the Debian default where none is found.
+pub fn host_mirror() -> String {
+    let Some(codename) = codename() else {
+        return DEFAULT_MIRROR.to_string();
+    };
+    let mut texts = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
+        texts.push(text);
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let ours = path == Path::new(TRIXIE_SOURCE);
+            let known = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("list" | "sources")
+            );
+            if known && !ours {
+                texts.extend(std::fs::read_to_string(&path).ok());
+            }
+        }
+    }
+    texts
+        .iter()
+        .find_map(|t| mirror_in(t, &codename))
+        .unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+}
+
+/// The first URI in an apt sources text that serves `suite` itself (not `-security` or
+/// `-updates`, which may live elsewhere), in either the one-line or the deb822 format.
+fn mirror_in(text: &str, suite: &str) -> Option<String> {
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("deb") {
+            let mut words = words.skip_while(|w| w.starts_with('['));
+            let (uri, dist) = (words.next()?, words.next()?);
+            if dist == suite {
+                return Some(uri.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    // deb822: paragraphs separated by blank lines, fields `Name: value`.
+    for paragraph in text.split("\n\n") {
+        let field = |name: &str| {
+            paragraph.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|w| w == "deb"));
+        let serves = field("Suites").is_some_and(|s| s.split_whitespace().any(|w| w == suite));
+        let enabled = field("Enabled").is_none_or(|e| e != "no");
+        if is_deb && serves && enabled {
+            if let Some(uri) =
+                field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_string))
+            {
+                return Some(uri.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    None
+}
+
 fn install_engine(sh: &Shell) -> Result<()> {
     if !can_apt(sh) {
         bail!("no Docker engine here: {INSTALL_HINT}");
     }
-    let mut from_trixie = false;
-    if codename().as_deref() == Some("bookworm") {
-        eprintln!("adding Debian trixie at a low pin priority, for its Docker Engine 26 only");
-        std::fs::write(
-            TRIXIE_SOURCE,
-            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\n\
-             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        )?;
-        std::fs::write(
-            TRIXIE_PIN,
-            "# Only what is asked for by name comes from trixie; nothing else is upgraded.\n\
-             Package: *\nPin: release n=trixie\nPin-Priority: 100\n",
-        )?;
-        from_trixie = true;
+    let plan = host_install_plan();
+    for (path, content) in &plan.files {
+        eprintln!("writing {path}: Debian {ENGINE_SUITE} at a low pin priority, for its Docker Engine 26 only");
+        std::fs::write(path, content).with_context(|| format!("cannot write {path}"))?;
     }
     eprintln!("installing Docker Engine with buildx and compose (about a minute)");
-    // Each package is named with `/trixie` and no `-t trixie` is given: `-t` would make trixie the
-    // target release of every dependency and upgrade libc6, dpkg and base-files with them, while a
-    // per-package release takes only these and what bookworm cannot satisfy (containerd).
-    let packages: Vec<String> = ["docker.io", "docker-buildx", "docker-compose"]
-        .iter()
-        .map(|p| {
-            if from_trixie {
-                format!("{p}/trixie")
-            } else {
-                p.to_string()
-            }
-        })
-        .collect();
-    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let packages: Vec<&str> = plan.packages.iter().map(String::as_str).collect();
     apt_install(sh, &packages)
 }
 
@@ -202,13 +328,20 @@ fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
     .with_context(|| format!("apt-get could not install {}", packages.join(" ")))
 }
 
-/// Makes sure a host program is on PATH, installing its Debian package where we may.
+/// Makes sure a host program is on PATH, installing its Debian package where we may. A package
+/// named `NAME/trixie` (cosign, kustomize) comes from trixie, which is added at the same low pin
+/// priority as for the engine when it is not there yet; only that package is taken from it.
 pub fn ensure_program(sh: &Shell, program: &str, package: &str) -> Result<()> {
     if which::which(program).is_ok() {
         return Ok(());
     }
     if !can_apt(sh) {
         bail!("`{program}` is missing: install the Debian package `{package}` (or its equal) and run again");
+    }
+    if package.ends_with(&format!("/{ENGINE_SUITE}")) && !Path::new(TRIXIE_SOURCE).exists() {
+        for (path, content) in engine_suite_files(&host_mirror()) {
+            std::fs::write(path, content).with_context(|| format!("cannot write {path}"))?;
+        }
     }
     eprintln!("installing the Debian package {package} for `{program}`");
     apt_install(sh, &[package])?;
@@ -311,5 +444,45 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().starts_with("try "));
         assert!(n >= 2);
+    }
+
+    #[test]
+    fn bookworm_takes_only_the_engine_packages_from_trixie_and_no_target_release() {
+        let plan = install_plan(Some("bookworm"), "http://mirror.example/debian");
+        assert_eq!(
+            plan.packages,
+            [
+                "docker.io/trixie",
+                "docker-buildx/trixie",
+                "docker-compose/trixie"
+            ]
+        );
+        let script = plan.script(false);
+        assert!(!script.contains("-t "), "{script}");
+        assert!(script.contains("URIs: http://mirror.example/debian\nSuites: trixie"));
+        assert!(script.contains("Pin: release n=trixie\nPin-Priority: 100"));
+        assert!(plan.script(true).contains("apt-get install -s "));
+        // A release whose own engine is new enough adds no source.
+        assert!(install_plan(Some("trixie"), "m").files.is_empty());
+    }
+
+    #[test]
+    fn the_mirror_is_read_from_one_line_and_deb822_sources() {
+        let one_line = "# comment\ndeb [arch=amd64] http://m1/debian/ bookworm main\n\
+                        deb http://m1/debian-security bookworm-security main\n";
+        assert_eq!(
+            mirror_in(one_line, "bookworm").as_deref(),
+            Some("http://m1/debian")
+        );
+        let deb822 = "Types: deb\nURIs: http://sec/debian-security\nSuites: bookworm-security\n\n\
+                      Types: deb-src deb\nURIs: http://m2/debian\nSuites: bookworm bookworm-updates\n\
+                      Components: main\n";
+        assert_eq!(
+            mirror_in(deb822, "bookworm").as_deref(),
+            Some("http://m2/debian")
+        );
+        let disabled = "Types: deb\nURIs: http://off/debian\nSuites: bookworm\nEnabled: no\n";
+        assert_eq!(mirror_in(disabled, "bookworm"), None);
+        assert_eq!(mirror_in(one_line, "trixie"), None);
     }
 }

@@ -58,6 +58,22 @@ impl DoctorCmd {
             detail: cli.unwrap_or_else(|| format!("missing: {}", engine::INSTALL_HINT)),
         });
         let server = engine::server_version(sh);
+        let endpoint = engine::endpoint();
+        lines.push(Line {
+            name: "engine endpoint",
+            ok: endpoint.host.is_some(),
+            optional: false,
+            detail: match &endpoint.host {
+                Some(host) => format!(
+                    "context `{}` ({}): {host}",
+                    endpoint.context, endpoint.chosen_by
+                ),
+                None => format!(
+                    "context `{}` ({}) cannot be read: `docker context ls` lists the contexts",
+                    endpoint.context, endpoint.chosen_by
+                ),
+            },
+        });
         lines.push(Line {
             name: "Docker engine",
             ok: server.is_some(),

@@ -58,19 +58,119 @@ fn socket_version() -> Option<String> {
     (status == 200).then(|| version["Version"].as_str().map(str::to_string))?
 }
 
+/// The engine the xtask talks to, found the way the Docker CLI finds it, so that the API socket,
+/// `docker` and buildx all reach the same engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// The CLI context in force (`default` when none is chosen).
+    pub context: String,
+    /// Where that choice came from, for `doctor`.
+    pub chosen_by: &'static str,
+    /// The engine's address (`unix:///var/run/docker.sock`, `tcp://...`, `ssh://...`), or None
+    /// when the context could not be read.
+    pub host: Option<String>,
+}
+
+impl Endpoint {
+    /// The local socket of the engine, where it has one; a remote engine is asked through the CLI.
+    pub fn socket(&self) -> Option<&str> {
+        self.host.as_deref()?.strip_prefix("unix://")
+    }
+
+    fn is_default(&self) -> bool {
+        self.context == "default"
+    }
+}
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The endpoint of this process, resolved once.
+pub fn endpoint() -> &'static Endpoint {
+    static ENDPOINT: std::sync::OnceLock<Endpoint> = std::sync::OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        resolve_endpoint(
+            var("DOCKER_HOST"),
+            var("DOCKER_CONTEXT"),
+            current_context(),
+            context_host,
+        )
+    })
+}
+
+/// The Docker CLI's order: DOCKER_HOST (with the default context), then DOCKER_CONTEXT, then the
+/// `currentContext` that `docker context use` writes into the CLI's config, then the default.
+fn resolve_endpoint(
+    docker_host: Option<String>,
+    docker_context: Option<String>,
+    current: Option<String>,
+    context_host: impl Fn(&str) -> Option<String>,
+) -> Endpoint {
+    if let Some(host) = docker_host {
+        return Endpoint {
+            context: "default".into(),
+            chosen_by: "DOCKER_HOST",
+            host: Some(host),
+        };
+    }
+    let (context, chosen_by) = match (docker_context, current) {
+        (Some(c), _) => (c, "DOCKER_CONTEXT"),
+        (None, Some(c)) => (c, "`docker context use`"),
+        (None, None) => ("default".to_string(), "no context chosen"),
+    };
+    let host = if context == "default" {
+        Some(DEFAULT_HOST.to_string())
+    } else {
+        context_host(&context)
+    };
+    Endpoint {
+        context,
+        chosen_by,
+        host,
+    }
+}
+
+/// The Docker CLI's configuration folder.
+fn docker_config_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
+}
+
+/// The context `docker context use` chose, from the CLI's config.json.
+fn current_context() -> Option<String> {
+    let text = std::fs::read_to_string(docker_config_dir()?.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config["currentContext"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+}
+
+/// The engine address of a named context, asked of the CLI (only when a context other than the
+/// default is in force, so the usual case spends no process on it).
+fn context_host(name: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "context",
+            "inspect",
+            name,
+            "--format",
+            "{{.Endpoints.docker.Host}}",
+        ])
+        .output()
+        .ok()?;
+    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !host.is_empty()).then_some(host)
+}
+
 /// A GET on the engine's API socket: (HTTP status, body). It takes about a millisecond where a
-/// `docker` command takes tens, which a no-op build notices. None when the engine is not on the
-/// default local socket or a `unix://` DOCKER_HOST (another context, a remote engine): callers
-/// then ask the `docker` CLI instead.
+/// `docker` command takes tens, which a no-op build notices. None when the engine in force (see
+/// `endpoint`) has no local socket (a remote engine, an unreadable context): callers then ask
+/// the `docker` CLI instead, which reaches the same engine.
 pub fn api_get(path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    if std::env::var_os("DOCKER_CONTEXT").is_some() {
-        return None;
-    }
-    let socket = match std::env::var("DOCKER_HOST") {
-        Ok(host) => host.strip_prefix("unix://")?.to_string(),
-        Err(_) => "/var/run/docker.sock".to_string(),
-    };
+    let socket = endpoint().socket()?;
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
@@ -366,12 +466,10 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T>
 /// plugin sits in one of the Docker CLI's plugin folders and no CLI context is chosen, it runs the
 /// plugin itself: the `docker` front end first runs every plugin once more to read its metadata,
 /// about 0.05 s per build, which is most of what a no-op build of two images would otherwise
-/// spend beyond `docker buildx bake`.
+/// spend beyond `docker buildx bake`. With another context in force the front end runs it, so
+/// that the plugin is told the context exactly as the CLI resolves it.
 pub fn buildx() -> std::process::Command {
-    let direct = std::env::var_os("DOCKER_CONTEXT")
-        .is_none()
-        .then(buildx_plugin)
-        .flatten();
+    let direct = endpoint().is_default().then(buildx_plugin).flatten();
     match direct {
         Some(plugin) => std::process::Command::new(plugin),
         None => {
@@ -384,9 +482,7 @@ pub fn buildx() -> std::process::Command {
 
 /// The buildx plugin binary, searched where the Docker CLI searches for plugins.
 fn buildx_plugin() -> Option<std::path::PathBuf> {
-    let config = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
+    let config = docker_config_dir();
     let system = [
         "/usr/local/lib/docker/cli-plugins",
         "/usr/local/libexec/docker/cli-plugins",
@@ -484,5 +580,39 @@ mod tests {
         let disabled = "Types: deb\nURIs: http://off/debian\nSuites: bookworm\nEnabled: no\n";
         assert_eq!(mirror_in(disabled, "bookworm"), None);
         assert_eq!(mirror_in(one_line, "trixie"), None);
+    }
+
+    #[test]
+    fn the_endpoint_follows_the_cli_order_of_choice() {
+        let hosts = |name: &str| (name == "remote").then(|| "unix:///run/other.sock".to_string());
+        let e = resolve_endpoint(
+            Some("unix:///a.sock".into()),
+            Some("remote".into()),
+            None,
+            hosts,
+        );
+        assert_eq!(
+            (e.context.as_str(), e.socket()),
+            ("default", Some("/a.sock"))
+        );
+        let e = resolve_endpoint(None, Some("remote".into()), Some("x".into()), hosts);
+        assert_eq!(
+            (e.chosen_by, e.socket()),
+            ("DOCKER_CONTEXT", Some("/run/other.sock"))
+        );
+        let e = resolve_endpoint(None, None, Some("remote".into()), hosts);
+        assert_eq!(
+            (e.chosen_by, e.socket()),
+            ("`docker context use`", Some("/run/other.sock"))
+        );
+        let e = resolve_endpoint(None, None, None, hosts);
+        assert_eq!(e.socket(), Some("/var/run/docker.sock"));
+        // A context that cannot be read gives no socket: the CLI is asked instead.
+        assert_eq!(
+            resolve_endpoint(None, Some("gone".into()), None, hosts).socket(),
+            None
+        );
+        let tcp = resolve_endpoint(Some("tcp://10.0.0.1:2375".into()), None, None, hosts);
+        assert_eq!(tcp.socket(), None);
     }
 }

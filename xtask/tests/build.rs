@@ -269,6 +269,7 @@ fn fixtures_use_the_projects_own_bases() {
     for fixture in [
         "xtask/tests/fixtures/build/failing.toml",
         "xtask/tests/fixtures/build/over-budget.toml",
+        "xtask/tests/fixtures/build/killed.toml",
     ] {
         assert_eq!(
             bases(fixture),
@@ -387,4 +388,121 @@ fn ctrl_c_stops_the_builds_and_exits_130() {
         !tagged.status.success(),
         "an interrupted build must not tag an image"
     );
+}
+
+/// The pid of the running child of `parent` whose command is `name`, from /proc.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+}
+
+#[test]
+fn a_killed_builder_is_reported_with_its_signal_and_the_tags_stay() {
+    // The image's `latest` names an image made for the test (an empty import, no build), which
+    // the killed build must leave in place.
+    let latest = "todo-fixture-killed:latest";
+    let empty_tar = std::env::temp_dir().join(format!("todo-killed-{}.tar", std::process::id()));
+    let made = std::process::Command::new("tar")
+        .args(["-cf"])
+        .arg(&empty_tar)
+        .args(["--files-from", "/dev/null"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = docker(&[
+        "import",
+        "--change",
+        "LABEL todo-chatbot.test=build",
+        empty_tar.to_str().unwrap(),
+        latest,
+    ]);
+    let _ = std::fs::remove_file(&empty_tar);
+    struct Untag;
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            for tag in ["latest", "v1.0.0"] {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "--force", &format!("todo-fixture-killed:{tag}")])
+                    .output();
+            }
+        }
+    }
+    let _untag = Untag;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "--config",
+            "xtask/tests/fixtures/build/killed.toml",
+            "build",
+            "--no-cache",
+            "--progress",
+            "plain",
+        ])
+        .current_dir(support::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the build never printed its slow step:\n{seen:#?}"));
+        let started = line.contains("the killed fixture starts");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    // Killed from outside, as the kernel's out-of-memory killer or a `kill -9` would.
+    let builder = child_named(child.id(), "docker-buildx").expect("the builder runs");
+    let kill = std::process::Command::new("kill")
+        .args(["-KILL", &builder.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let stderr = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "killed failed: the builder process (docker buildx build) was killed by SIGKILL"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the tags were left as they were (latest, v1.0.0, sha-"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("without a message"), "{stderr}");
+    assert_eq!(inspect(latest, "{{.Id}}"), before);
+    let version = std::process::Command::new("docker")
+        .args(["image", "inspect", "todo-fixture-killed:v1.0.0"])
+        .output()
+        .unwrap();
+    assert!(!version.status.success(), "a killed build tagged v1.0.0");
 }

@@ -5,7 +5,7 @@ mod report;
 pub mod stream;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::process::{Child, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -189,6 +189,13 @@ enum Msg {
 pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<BuildReport> {
     interrupt::install();
     sh.create_dir(OUT_DIR)?;
+    // What each tag names before the builds: a build that dies can then say whether it moved any.
+    let all_tags: Vec<&str> = plan
+        .images
+        .iter()
+        .flat_map(|i| i.tags.iter().map(String::as_str))
+        .collect();
+    let tags_before = inspect_tags(sh, &all_tags);
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut children: Vec<Option<Child>> = Vec::new();
@@ -227,7 +234,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     drop(tx);
 
     let mut display = Display::new(plan, progress);
-    let mut results: Vec<Option<(BuildStream, bool, f64)>> =
+    let mut results: Vec<Option<(BuildStream, Option<ExitStatus>, f64)>> =
         plan.images.iter().map(|_| None).collect();
     let mut killed = false;
     while results.iter().any(Option::is_none) {
@@ -248,7 +255,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
                 let ok = status.map(|s| s.success()).unwrap_or(false);
                 let seconds = start.elapsed().as_secs_f64();
                 display.finish(i, ok, seconds);
-                results[i] = Some((stream, ok, seconds));
+                results[i] = Some((stream, status, seconds));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => display.tick(),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -256,25 +263,45 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     }
     display.clear();
     let wall_seconds = start.elapsed().as_secs_f64();
-    let results: Vec<(BuildStream, bool, f64)> = results
+    let results: Vec<(BuildStream, Option<ExitStatus>, f64)> = results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| (BuildStream::default(), false, wall_seconds)))
+        .map(|r| r.unwrap_or_else(|| (BuildStream::default(), None, wall_seconds)))
         .collect();
+    let ok = |status: &Option<ExitStatus>| status.is_some_and(|s| s.success());
     let built: Vec<&str> = plan
         .images
         .iter()
         .zip(&results)
-        .filter(|(_, r)| r.1)
+        .filter(|(_, r)| ok(&r.1))
         .map(|(i, _)| i.tags[0].as_str())
         .collect();
     let mut inspected = inspect_tags(sh, &built).into_iter();
+    let mut before = tags_before.into_iter();
     let images = plan
         .images
         .iter()
         .zip(results)
-        .map(|(image, (stream, ok, seconds))| {
-            let found = if ok { inspected.next().flatten() } else { None };
-            image_result(sh, image, &stream, ok, seconds, found)
+        .map(|(image, (stream, status, seconds))| {
+            let before: Vec<Option<String>> = before
+                .by_ref()
+                .take(image.tags.len())
+                .map(|t| t.map(|(id, _)| id))
+                .collect();
+            if ok(&status) {
+                let found = inspected.next().flatten();
+                return image_result(sh, image, &stream, None, seconds, found);
+            }
+            let tags: Vec<&str> = image.tags.iter().map(String::as_str).collect();
+            let after: Vec<Option<String>> = inspect_tags(sh, &tags)
+                .into_iter()
+                .map(|t| t.map(|(id, _)| id))
+                .collect();
+            let cause = format!(
+                "{}; {}",
+                stopped_cause(&stream, status, interrupt::interrupted()),
+                tags_note(&image.tags, &before, &after)
+            );
+            image_result(sh, image, &stream, Some(cause), seconds, None)
         })
         .collect();
     Ok(BuildReport {
@@ -286,11 +313,82 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     })
 }
 
+/// Why a build ended without an image: the step that failed, or how its process ended when
+/// it printed no error (a signal from outside, Ctrl-C here, a crash).
+fn stopped_cause(stream: &BuildStream, status: Option<ExitStatus>, interrupted: bool) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if interrupted {
+        return "stopped by Ctrl-C".into();
+    }
+    if let Some(signal) = status.and_then(|s| s.signal()) {
+        return format!(
+            "the builder process (docker buildx build) was killed by {}",
+            signal_name(signal)
+        );
+    }
+    stream.error_summary().unwrap_or_else(|| match status {
+        Some(status) => format!(
+            "the build stopped without a message (exit code {})",
+            status.code().unwrap_or(-1)
+        ),
+        None => "the build stopped without a message".into(),
+    })
+}
+
+/// The usual names of the signals that end a process; others by number.
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        9 => "SIGKILL (sent by `kill -9` or the kernel's out-of-memory killer)",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+/// Whether a failed build moved any of its tags: each tag as it was before the build and now
+/// (the image id, or None when the tag named nothing).
+fn tags_note(tags: &[String], before: &[Option<String>], after: &[Option<String>]) -> String {
+    let moved: Vec<String> = tags
+        .iter()
+        .zip(before.iter().zip(after))
+        .filter(|(_, (b, a))| b != a)
+        .map(|(tag, (_, a))| match a {
+            Some(id) => format!("{tag} now names {}", short_id(id)),
+            None => format!("{tag} is gone"),
+        })
+        .collect();
+    if moved.is_empty() && before.len() == tags.len() && after.len() == tags.len() {
+        let names: Vec<&str> = tags
+            .iter()
+            .map(|t| t.rsplit(':').next().unwrap_or(t))
+            .collect();
+        format!("the tags were left as they were ({})", names.join(", "))
+    } else if moved.is_empty() {
+        "the tags could not be read back to check them".into()
+    } else {
+        format!("tags moved: {}", moved.join(", "))
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// The result of one image: built (then `found` is what its first tag names now) or failed
+/// with `failure`, the cause.
 fn image_result(
     sh: &Shell,
     image: &ImagePlan,
     stream: &BuildStream,
-    built: bool,
+    failure: Option<String>,
     seconds: f64,
     found: Option<(String, u64)>,
 ) -> ImageResult {
@@ -311,12 +409,8 @@ fn image_result(
         log_file: image.log_file.clone(),
         last_lines: vec![],
     };
-    if !built {
-        result.error = Some(
-            stream
-                .error_summary()
-                .unwrap_or_else(|| "the build stopped without a message".into()),
-        );
+    if let Some(cause) = failure {
+        result.error = Some(cause);
         result.last_lines = last_lines(sh, &image.log_file, 12);
         return result;
     }
@@ -477,5 +571,52 @@ impl Display {
         if let Some((multi, _)) = &self.bars {
             let _ = multi.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_killed_builder_is_named_with_its_signal() {
+        let quiet = BuildStream::default();
+        let killed = ExitStatus::from_raw(9);
+        assert!(stopped_cause(&quiet, Some(killed), false)
+            .starts_with("the builder process (docker buildx build) was killed by SIGKILL"));
+        assert_eq!(
+            stopped_cause(&quiet, Some(ExitStatus::from_raw(15)), false),
+            "the builder process (docker buildx build) was killed by SIGTERM"
+        );
+        assert_eq!(
+            stopped_cause(&quiet, Some(killed), true),
+            "stopped by Ctrl-C"
+        );
+        // Exit code 1, nothing printed: the code is said.
+        assert_eq!(
+            stopped_cause(&quiet, Some(ExitStatus::from_raw(1 << 8)), false),
+            "the build stopped without a message (exit code 1)"
+        );
+        assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn a_failed_build_says_whether_its_tags_moved() {
+        let tags = ["todo-x:latest".to_string(), "todo-x:v1.0.0".to_string()];
+        let old = Some("sha256:0123456789abcdef0123".to_string());
+        let new = Some("sha256:fedcba9876543210fedc".to_string());
+        assert_eq!(
+            tags_note(&tags, &[old.clone(), None], &[old.clone(), None]),
+            "the tags were left as they were (latest, v1.0.0)"
+        );
+        assert_eq!(
+            tags_note(&tags, &[old.clone(), None], &[new, old]),
+            "tags moved: todo-x:latest now names fedcba987654, todo-x:v1.0.0 now names 0123456789ab"
+        );
+        assert_eq!(
+            tags_note(&tags, &[], &[]),
+            "the tags could not be read back to check them"
+        );
     }
 }

@@ -21,6 +21,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
+    // The usage lines name the program as users type it, not as the binary is called.
+    bin_name = "cargo xtask",
     about = "Build, check, run and release the Todo Chatbot images"
 )]
 struct Cli {
@@ -100,4 +102,18 @@ fn project_root() -> std::path::PathBuf {
                 .map(|dir| dir.to_path_buf())
         })
         .unwrap_or(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_names_the_program_as_users_type_it() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let build = cli.find_subcommand_mut("build").unwrap();
+        let usage = build.render_usage().to_string();
+        assert!(usage.contains("cargo xtask build"), "{usage}");
+    }
 }

@@ -17,7 +17,6 @@ mod report;
 mod secrets;
 mod stack;
 mod structure;
-mod tar;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -9,7 +9,7 @@ use std::io::{self, Read};
 
 use anyhow::{bail, Context, Result};
 
-use super::tar::{Archive, Kind};
+use tar::{Archive, EntryType};
 
 /// A value that must not appear anywhere in an image.
 #[derive(Clone)]
@@ -214,58 +214,66 @@ pub fn scan_saved<R: Read>(
     let mut manifest: Option<serde_json::Value> = None;
     let mut scan = ImageScan::default();
     let mut buffer = Vec::new();
-    while let Some(header) = outer
-        .next_entry()
-        .context("cannot read the docker save archive")?
-    {
+    let entries = outer
+        .entries()
+        .context("cannot read the docker save archive")?;
+    for entry in entries {
+        let mut entry = entry.context("cannot read the docker save archive")?;
         if interrupted() {
             bail!(crate::interrupt::Interrupted);
         }
-        if header.kind != Kind::File {
+        if !entry.header().entry_type().is_file() {
             continue;
         }
-        if header.path == "manifest.json" {
+        let path = entry_path(&entry)?;
+        if path == "manifest.json" {
             let mut text = Vec::new();
-            outer.data().take(16 << 20).read_to_end(&mut text)?;
+            (&mut entry).take(16 << 20).read_to_end(&mut text)?;
             manifest = Some(serde_json::from_slice(&text).context("manifest.json is not JSON")?);
             continue;
         }
         // Engine 25 and later write an OCI layout (`blobs/sha256/...`); older engines wrote
         // `<id>/layer.tar` and the config as `<id>.json`.
-        let wanted = header.path.starts_with("blobs/")
-            || header.path.ends_with("layer.tar")
-            || (header.path.ends_with(".json") && !header.path.contains('/'));
+        let wanted = path.starts_with("blobs/")
+            || path.ends_with("layer.tar")
+            || (path.ends_with(".json") && !path.contains('/'));
         if !wanted {
             continue;
         }
         let mut head = Vec::with_capacity(512);
-        (&mut outer.data()).take(512).read_to_end(&mut head)?;
-        let blob = header.path.clone();
+        (&mut entry).take(512).read_to_end(&mut head)?;
+        let blob = path;
         if head.first() == Some(&b'{') {
             // The config, manifests and index: JSON, small.
             let mut text = head;
-            outer.data().take(16 << 20).read_to_end(&mut text)?;
+            (&mut entry).take(16 << 20).read_to_end(&mut text)?;
             json_blobs.insert(blob, text);
-        } else if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            bail!(
-                "layer {blob} is compressed; this engine's `docker save` is expected to write \
-                 plain tar layers (is the containerd image store enabled?)"
-            );
-        } else {
-            // Anything else is a layer: read as tar, so that nothing is skipped unread (a blob
-            // that is not a tar fails the check rather than passing it).
-            let chained = io::Cursor::new(head).chain(outer.data());
-            let passwd = scan_layer(
-                Archive::new(chained),
-                &blob,
-                needles,
-                &mut raw,
-                &mut scan,
-                &mut buffer,
-                interrupted,
-            )?;
-            passwd_by_blob.insert(blob, passwd);
+            continue;
         }
+        // Anything else is a layer: read as tar, so that nothing is skipped unread (a blob that
+        // is not a tar fails the check rather than passing it). The classic image store saves
+        // plain tar layers; the containerd image store saves them as they sit in the registry,
+        // gzip or zstd compressed.
+        let chained = io::Cursor::new(head.clone()).chain(&mut entry);
+        let layer: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(chained))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let decoder = ruzstd::decoding::StreamingDecoder::new(chained)
+                .map_err(|e| anyhow::anyhow!("layer {blob} is not valid zstd: {e}"))?;
+            Box::new(decoder)
+        } else {
+            Box::new(chained)
+        };
+        let passwd = scan_layer(
+            Archive::new(layer),
+            &blob,
+            needles,
+            &mut raw,
+            &mut scan,
+            &mut buffer,
+            interrupted,
+        )?;
+        passwd_by_blob.insert(blob, passwd);
     }
     let manifest = manifest.context("the docker save archive holds no manifest.json")?;
     let entry = &manifest[0];
@@ -322,6 +330,17 @@ pub fn scan_saved<R: Read>(
     Ok(scan)
 }
 
+/// An entry's path as stored, without a leading `./` or `/` (GNU long names and PAX paths
+/// included).
+fn entry_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+    let path = entry.path().context("a tar entry has no readable path")?;
+    let path = path.to_string_lossy();
+    Ok(path
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string())
+}
+
 /// Searches every file of one layer; returns its `/etc/passwd`, when it holds one.
 fn scan_layer<R: Read>(
     mut archive: Archive<R>,
@@ -337,31 +356,34 @@ fn scan_layer<R: Read>(
         blob: blob.to_string(),
         path: path.to_string(),
     };
-    while let Some(header) = archive
-        .next_entry()
-        .with_context(|| format!("cannot read layer {blob}"))?
-    {
+    let unreadable = || format!("cannot read layer {blob}");
+    for entry in archive.entries().with_context(unreadable)? {
+        let mut entry = entry.with_context(unreadable)?;
         if interrupted() {
             bail!(crate::interrupt::Interrupted);
         }
-        let name = header.path.rsplit('/').next().unwrap_or("");
+        let path = entry_path(&entry)?;
+        let name = path.rsplit('/').next().unwrap_or("");
         // A whiteout (`.wh.NAME`) records a deletion: the file it deletes is still in a lower
         // layer, where it is found.
         if name.starts_with(".env") {
-            raw.push((place(&header.path), "a file named like .env".to_string()));
+            raw.push((place(&path), "a file named like .env".to_string()));
         }
-        if header.kind != Kind::File {
+        if !matches!(
+            entry.header().entry_type(),
+            EntryType::Regular | EntryType::Continuous
+        ) {
             continue;
         }
         scan.files += 1;
-        scan.bytes += header.size;
+        scan.bytes += entry.size();
         buffer.clear();
-        archive.data().read_to_end(buffer)?;
-        if header.path == "etc/passwd" {
+        entry.read_to_end(buffer).with_context(unreadable)?;
+        if path == "etc/passwd" {
             passwd = Some(String::from_utf8_lossy(buffer).into_owned());
         }
         for what in search(buffer, needles) {
-            raw.push((place(&header.path), what));
+            raw.push((place(&path), what));
         }
     }
     Ok(passwd)
@@ -441,7 +463,25 @@ fn short_step(created_by: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smoke::tar::build;
+
+    /// A tar archive of these entries (a path ending in `/` is a folder), as `docker save` and
+    /// the layers in it are written.
+    fn build(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            if path.ends_with('/') {
+                header.set_entry_type(EntryType::Directory);
+                header.set_size(0);
+                builder.append_data(&mut header, path, &[][..]).unwrap();
+            } else {
+                header.set_size(data.len() as u64);
+                builder.append_data(&mut header, path, *data).unwrap();
+            }
+        }
+        builder.into_inner().unwrap()
+    }
 
     const KEY: &str = "sk-proj-Zx81QmK2vLp09TgHr4WnBc7YdE5sFa3J";
 
@@ -614,5 +654,47 @@ mod tests {
         let layer = build(&[("a", &[1u8; 5000])]);
         let bytes = saved(&[layer], config(&[], &[]));
         assert!(scan_saved(&bytes[..3000], &needles(), &|| false).is_err());
+    }
+
+    #[test]
+    fn gzip_and_zstd_layers_of_the_containerd_store_are_read() {
+        use std::io::Write;
+        let leaky = build(&[
+            ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+            ("app/notes.txt", b"the value planted-Value-123456 leaked"),
+        ]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&leaky).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &leaky[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for (kind, layer) in [("gzip", gz), ("zstd", zst)] {
+            let bytes = saved(&[layer], config(&[], &["COPY . ."]));
+            let scan = scan_saved(&bytes[..], &needles(), &|| false).unwrap();
+            assert_eq!(scan.files, 2, "{kind}");
+            assert!(scan.passwd.is_some(), "{kind}");
+            assert!(
+                scan.findings.iter().any(|f| f.contains("/app/notes.txt")),
+                "{kind}: {:?}",
+                scan.findings
+            );
+        }
+    }
+
+    #[test]
+    fn long_paths_are_read_whole() {
+        let long = format!("app/{}/.env.local", "d".repeat(120));
+        let layer = build(&[(long.as_str(), b"X=1")]);
+        let scan = scan_saved(&saved(&[layer], config(&[], &[]))[..], &needles(), &|| {
+            false
+        })
+        .unwrap();
+        assert!(
+            scan.findings[0].contains(&format!("/{long}:")),
+            "{:?}",
+            scan.findings
+        );
     }
 }

@@ -348,6 +348,63 @@ fn a_broken_health_endpoint_fails_and_keep_then_clean_removes_the_stack() {
     assert_nothing_left(run_id);
 }
 
+#[test]
+fn an_exited_container_is_never_passed_and_lint_says_what_it_checked() {
+    let mut fixtures = Fixtures(Vec::new());
+    let exits = fixtures.build("exits", None, &built_id("backend"));
+    let (out, report) = smoke(&[("backend", &exits)], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    // Nothing that is not running is measured, let alone passed.
+    let memory = row(&report, "idle-memory", "backend");
+    assert_eq!(memory["result"], "NOT CHECKED", "{memory}");
+    assert!(
+        detail(&report, "idle-memory", "backend").contains("and ends here"),
+        "{memory}"
+    );
+    let stop = row(&report, "graceful-stop", "backend");
+    assert_eq!(stop["result"], "NOT CHECKED", "{stop}");
+    assert!(
+        detail(&report, "graceful-stop", "backend").contains("exited with code 0"),
+        "{stop}"
+    );
+    for check in ["health-latency", "database"] {
+        assert_ne!(row(&report, check, "backend")["result"], "PASS", "{check}");
+    }
+
+    // The cause names how it ended and what it printed last.
+    let start = row(&report, "start-to-healthy", "backend");
+    assert_eq!(start["result"], "FAIL");
+    let cause = detail(&report, "start-to-healthy", "backend");
+    assert!(
+        cause.contains(
+            "exited with code 0; its last log lines: the exits fixture starts | and ends here"
+        ),
+        "{cause}"
+    );
+
+    // Lint checks the project's files: not applicable to an image the project did not build...
+    for check in ["hadolint", "trivy-config", "trivy-secret"] {
+        let lint = row(&report, check, "backend");
+        assert_eq!(lint["result"], "NOT CHECKED", "{lint}");
+        assert!(
+            detail(&report, check, "backend").starts_with("not applicable to a foreign image"),
+            "{lint}"
+        );
+    }
+    // ...and it says which file, at which revision, for the image the project built.
+    let frontend = row(&report, "hadolint", "frontend");
+    assert_eq!(frontend["result"], "PASS", "{frontend}");
+    let figure = frontend["figure"].as_str().unwrap();
+    assert!(
+        figure.starts_with("clean: frontend/Dockerfile as at ")
+            && figure.contains("which built the image"),
+        "{figure}"
+    );
+    assert_eq!(row(&report, "idle-memory", "frontend")["result"], "PASS");
+    assert_nothing_left(report["run_id"].as_str().unwrap());
+}
+
 /// Starts `smoke` in the background and waits until its containers exist. The caller signals
 /// and waits for the child it gets back, which clippy cannot see.
 #[allow(clippy::zombie_processes)]

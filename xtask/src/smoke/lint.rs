@@ -119,8 +119,73 @@ fn json_of(command: &mut Command) -> Result<Value> {
     })
 }
 
-/// The lint rows of one image: hadolint, trivy's misconfiguration and secret scanners.
-pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<Row> {
+/// What a lint row checks when it checks something about the image under test: the project's
+/// file or folder at `path`, as it was at the revision that built the image. Otherwise why not:
+/// an image the project did not build (its title label is another's), or one built at a revision
+/// after which `path` changed. `changed_since(revision)` says whether `path` differs now from
+/// that revision (None: git cannot tell).
+pub fn subject(
+    image: &Image,
+    path: &Path,
+    inspect: &Value,
+    changed_since: impl FnOnce(&str) -> Option<bool>,
+) -> std::result::Result<String, String> {
+    let labels = &inspect["Config"]["Labels"];
+    let shown = path.display();
+    let title = labels["org.opencontainers.image.title"].as_str();
+    if title != Some(image.title.as_str()) {
+        return Err(format!(
+            "not applicable to a foreign image: lint checks {shown} of the project, and this \
+             image was not built from it (its org.opencontainers.image.title is {}, not {:?})",
+            title.map_or("missing".to_string(), |t| format!("{t:?}")),
+            image.title
+        ));
+    }
+    let Some(revision) = labels["org.opencontainers.image.revision"].as_str() else {
+        return Err(format!(
+            "the image names no org.opencontainers.image.revision: which {shown} built it is unknown"
+        ));
+    };
+    let short = &revision[..revision.len().min(7)];
+    match changed_since(revision) {
+        Some(false) => Ok(format!("{shown} as at {short}, which built the image")),
+        Some(true) => Err(format!(
+            "{shown} has changed since {short}, the revision that built the image: rebuild it \
+             to lint what it holds"
+        )),
+        None => Err(format!(
+            "git cannot compare {shown} with {short}, the revision that built the image"
+        )),
+    }
+}
+
+/// Whether `path` in the working tree differs from `revision` (None: git cannot tell, e.g. a
+/// revision this clone does not have).
+fn changed_since(root: &Path, path: &Path, revision: &str) -> Option<bool> {
+    let status = Command::new("git")
+        .args(["diff", "--quiet", revision, "--"])
+        .arg(path)
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(false),
+        Some(1) => Some(true),
+        _ => None,
+    }
+}
+
+/// The lint rows of one image: hadolint, trivy's misconfiguration and secret scanners, on the
+/// project's Dockerfile and build context, when those are what built the image (`inspect`).
+pub fn check(
+    root: &Path,
+    tools: &Result<Tools, String>,
+    image: &Image,
+    inspect: &Value,
+) -> Vec<Row> {
     let service = image.service.as_str();
     let tools = match tools {
         Ok(tools) => tools,
@@ -134,59 +199,76 @@ pub fn check(root: &Path, tools: &Result<Tools, String>, image: &Image) -> Vec<R
                 .collect()
         }
     };
+    let of = |path: &Path| {
+        subject(image, path, inspect, |revision| {
+            changed_since(root, path, revision)
+        })
+    };
+    let (file, context) = (of(&image.dockerfile), of(&image.context));
     let dockerfile = root.join(&image.dockerfile);
-    let hadolint = json_of(
-        Command::new(&tools.hadolint)
-            .args(["--no-color", "--warning", "DL3057", "--format", "json"])
-            .arg(&dockerfile),
-    )
-    .map(|v| hadolint_problems(&v));
-    let config = json_of(
-        Command::new(&tools.trivy)
-            .arg("config")
-            .args(TRIVY_OFFLINE)
-            .arg("--cache-dir")
-            .arg(&tools.cache)
-            .arg(&dockerfile),
-    )
-    .map(|v| trivy_problems(&v, "Misconfigurations"));
-    let context = root.join(&image.context);
-    let secrets = json_of(
-        Command::new(&tools.trivy)
-            .args(["fs", "--scanners", "secret", "--offline-scan"])
-            .args(TRIVY_OFFLINE)
-            .arg("--cache-dir")
-            .arg(&tools.cache)
-            // What the build never sends: local dependencies and build output.
-            .args(["--skip-dirs", "**/node_modules", "--skip-dirs", "**/.next"])
-            .args(["--skip-dirs", "**/.venv", "--skip-dirs", "**/__pycache__"])
-            // A developer's dotenv files hold real secrets by design; .dockerignore keeps them
-            // out of the build, and the image scan would find any that got in.
-            .args(["--skip-files", "**/.env*"])
-            .arg(&context),
-    )
-    .map(|v| trivy_problems(&v, "Secrets"));
-    let shown = image.dockerfile.display().to_string();
+    let hadolint = || {
+        json_of(
+            Command::new(&tools.hadolint)
+                .args(["--no-color", "--warning", "DL3057", "--format", "json"])
+                .arg(&dockerfile),
+        )
+        .map(|v| hadolint_problems(&v))
+    };
+    let config = || {
+        json_of(
+            Command::new(&tools.trivy)
+                .arg("config")
+                .args(TRIVY_OFFLINE)
+                .arg("--cache-dir")
+                .arg(&tools.cache)
+                .arg(&dockerfile),
+        )
+        .map(|v| trivy_problems(&v, "Misconfigurations"))
+    };
+    let context_dir = root.join(&image.context);
+    let secrets = || {
+        json_of(
+            Command::new(&tools.trivy)
+                .args(["fs", "--scanners", "secret", "--offline-scan"])
+                .args(TRIVY_OFFLINE)
+                .arg("--cache-dir")
+                .arg(&tools.cache)
+                // What the build never sends: local dependencies and build output.
+                .args(["--skip-dirs", "**/node_modules", "--skip-dirs", "**/.next"])
+                .args(["--skip-dirs", "**/.venv", "--skip-dirs", "**/__pycache__"])
+                // A developer's dotenv files hold real secrets by design; .dockerignore keeps
+                // them out of the build, and the image scan would find any that got in.
+                .args(["--skip-files", "**/.env*"])
+                .arg(&context_dir),
+        )
+        .map(|v| trivy_problems(&v, "Secrets"))
+    };
     vec![
-        row("hadolint", service, hadolint, format!("{shown}, DL3057 on")),
-        row("trivy-config", service, config, shown.clone()),
-        row(
-            "trivy-secret",
-            service,
-            secrets,
-            format!("{}/", image.context.display()),
-        ),
+        row("hadolint", service, &file, hadolint, ", DL3057 on"),
+        row("trivy-config", service, &file, config, ""),
+        row("trivy-secret", service, &context, secrets, ""),
     ]
 }
 
-fn row(check: &'static str, service: &str, found: Result<Vec<String>>, what: String) -> Row {
+/// One lint row: the checker runs only when its subject is what built the image.
+fn row(
+    check: &'static str,
+    service: &str,
+    subject: &std::result::Result<String, String>,
+    run: impl FnOnce() -> Result<Vec<String>>,
+    note: &str,
+) -> Row {
     let row = Row::named("lint", check, service);
-    match found {
-        Ok(problems) if problems.is_empty() => row.figure(format!("clean: {what}")).pass(),
+    let what = match subject {
+        Ok(what) => what,
+        Err(why) => return row.figure("not checked").not_checked(why.clone()),
+    };
+    match run() {
+        Ok(problems) if problems.is_empty() => row.figure(format!("clean: {what}{note}")).pass(),
         Ok(problems) => row
-            .figure(format!("{} finding(s)", problems.len()))
+            .figure(format!("{} finding(s) in {what}", problems.len()))
             .fail(problems.join("; ")),
-        Err(e) => row.not_checked(format!("the checker did not run: {e:#}")),
+        Err(e) => row.not_checked(format!("the checker did not run on {what}: {e:#}")),
     }
 }
 
@@ -308,6 +390,42 @@ mod tests {
                 target.join("tools").canonicalize().ok()
             );
         }
+    }
+
+    #[test]
+    fn lint_applies_only_to_images_built_from_the_file_it_checks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = crate::config::Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap();
+        let backend = config.image("backend").unwrap();
+        let path = Path::new("backend/Dockerfile");
+        let built = |title: &str| {
+            serde_json::json!({"Config": {"Labels": {
+                "org.opencontainers.image.title": title,
+                "org.opencontainers.image.revision": "0123456789abcdef",
+            }}})
+        };
+        let own = built(&backend.title);
+        assert_eq!(
+            subject(backend, path, &own, |_| Some(false)).unwrap(),
+            "backend/Dockerfile as at 0123456, which built the image"
+        );
+        let changed = subject(backend, path, &own, |_| Some(true)).unwrap_err();
+        assert!(changed.contains("has changed since 0123456"), "{changed}");
+        assert!(subject(backend, path, &own, |_| None).is_err());
+        // `--image backend=todo-frontend:latest`, or anything the project did not build.
+        let foreign = subject(backend, path, &built("Todo Chatbot frontend"), |_| {
+            panic!("a foreign image is not compared with git")
+        })
+        .unwrap_err();
+        assert!(
+            foreign
+                .starts_with("not applicable to a foreign image: lint checks backend/Dockerfile"),
+            "{foreign}"
+        );
+        let unlabelled = serde_json::json!({"Config": {"Labels": null}});
+        assert!(subject(backend, path, &unlabelled, |_| Some(false))
+            .unwrap_err()
+            .contains("org.opencontainers.image.title is missing"));
     }
 
     #[test]

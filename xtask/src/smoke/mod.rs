@@ -637,33 +637,70 @@ fn idle_memory(
             let Some(rules) = expect.service(service) else {
                 return row.not_checked(format!("the spec names no memory for `{service}`"));
             };
-            let id = &started[service].0.id;
-            let found = match &usage {
+            let (container, healthy) = &started[service];
+            // `docker stats` reads 0 B for a container that has stopped: what is not running
+            // is never measured, so the state is asked first.
+            let exited = match stack::state(&container.id) {
+                Ok(state) if state.running => None,
+                Ok(state) => Some(stack::exited_cause(
+                    &state,
+                    &stack::last_logs(&container.id, 5),
+                )),
+                Err(e) => return row.not_checked(format!("docker inspect failed: {e:#}")),
+            };
+            let usage = match &usage {
                 Ok(usage) => usage
                     .iter()
-                    .find(|(short, _, _)| id.starts_with(short.as_str())),
+                    .find(|(short, _, _)| container.id.starts_with(short.as_str()))
+                    .map(|(_, bytes, cpu)| (*bytes, *cpu)),
                 Err(e) => return row.not_checked(format!("docker stats failed: {e:#}")),
             };
-            let Some((_, bytes, cpu)) = found else {
-                return row.not_checked("the container is not running");
-            };
-            let mb = *bytes as f64 / 1e6;
+            idle_verdict(
+                row,
+                rules.idle_memory_mb,
+                healthy.is_ok(),
+                exited.as_deref(),
+                usage,
+            )
+        })
+        .collect()
+}
+
+/// The idle-memory row from what was seen: a container that is not running is never passed
+/// (it fails when it had been healthy, since it stopped during the run; else its start already
+/// failed and there is nothing to measure), nor is a reading of no memory at all.
+fn idle_verdict(
+    row: RowBuilder,
+    limit_mb: f64,
+    was_healthy: bool,
+    exited: Option<&str>,
+    usage: Option<(u64, f64)>,
+) -> Row {
+    match (exited, usage) {
+        (Some(cause), _) if was_healthy => row
+            .figure("not running")
+            .fail(format!("stopped after it was healthy: {cause}")),
+        (Some(cause), _) => row
+            .figure("not running")
+            .not_checked(format!("nothing to measure: {cause}")),
+        (None, None) => row.not_checked("docker stats did not list the container"),
+        (None, Some((0, _))) => row.not_checked("docker stats read 0 B: nothing was measured"),
+        (None, Some((bytes, cpu))) => {
+            let mb = bytes as f64 / 1e6;
             let row = row
                 .figure(format!(
-                    "{mb:.0} MB, {cpu:.1}% CPU (spec: about {:.0} MB)",
-                    rules.idle_memory_mb
+                    "{mb:.0} MB, {cpu:.1}% CPU (spec: about {limit_mb:.0} MB)"
                 ))
-                .measure(mb, "MB", Some(rules.idle_memory_mb));
-            if mb <= rules.idle_memory_mb {
+                .measure(mb, "MB", Some(limit_mb));
+            if mb <= limit_mb {
                 row.pass()
             } else {
                 row.fail(format!(
-                    "{mb:.0} MB at idle, over the spec's {:.0} MB",
-                    rules.idle_memory_mb
+                    "{mb:.0} MB at idle, over the spec's {limit_mb:.0} MB"
                 ))
             }
-        })
-        .collect()
+        }
+    }
 }
 
 /// The backend's route that answers slowly, so that a request is in flight during the stop.
@@ -690,6 +727,7 @@ fn graceful_stop(
     )?;
     let port = replica.host_port.unwrap_or(0);
     if let Err(e) = probe::wait_ok(
+        &replica.id,
         port,
         &image.health_path,
         Duration::from_secs_f64(rt.start_to_healthy_seconds),
@@ -773,8 +811,9 @@ fn check_images(
         }
         for image in &config.images {
             let reference = images[&image.service].as_str();
+            let inspect = &inspected[&image.service];
             jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
-                let mut rows = lint::check(root, tools, image);
+                let mut rows = lint::check(root, tools, image, inspect);
                 rows.push(lint::vulnerabilities(tools, &image.service, reference));
                 Ok(rows)
             }));
@@ -936,6 +975,37 @@ mod tests {
         assert_eq!(a.needles.len(), 3);
         // Every planted value is long enough to be searched for without false hits.
         assert!(a.needles.iter().all(|n| n.bytes.len() >= 32));
+    }
+
+    #[test]
+    fn idle_memory_is_never_passed_for_what_is_not_running() {
+        let row = || Row::named("stack", "idle-memory", "backend");
+        let verdict = |healthy, exited, usage| idle_verdict(row(), 200.0, healthy, exited, usage);
+        let cause = "the container exited with code 0; its last log lines: bye";
+        // The fault injection's case: an exited container, read as 0 B by docker stats.
+        let never_started = verdict(false, Some(cause), Some((0, 0.0)));
+        assert_eq!(never_started.result, report::Outcome::NotChecked);
+        assert!(never_started
+            .detail
+            .unwrap()
+            .contains("its last log lines: bye"));
+        let stopped = verdict(true, Some(cause), Some((0, 0.0)));
+        assert_eq!(stopped.result, report::Outcome::Fail);
+        assert_eq!(
+            verdict(true, None, Some((0, 0.0))).result,
+            report::Outcome::NotChecked
+        );
+        assert_eq!(
+            verdict(true, None, None).result,
+            report::Outcome::NotChecked
+        );
+        let measured = verdict(true, None, Some((60_000_000, 0.5)));
+        assert_eq!(measured.result, report::Outcome::Pass);
+        assert_eq!(measured.figure, "60 MB, 0.5% CPU (spec: about 200 MB)");
+        assert_eq!(
+            verdict(true, None, Some((260_000_000, 0.5))).result,
+            report::Outcome::Fail
+        );
     }
 
     #[test]

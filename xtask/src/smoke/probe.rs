@@ -157,18 +157,31 @@ pub fn parse_size(text: &str) -> Option<u64> {
     Some((number * factor) as u64)
 }
 
-/// Polls `GET path` until it answers 200.
-pub fn wait_ok(port: u16, path: &str, timeout: Duration) -> Result<()> {
-    crate::engine::poll(timeout, || {
+/// Polls `GET path` until it answers 200, and stops waiting when the container `id` exits
+/// (with its exit code and last log lines as the error).
+pub fn wait_ok(id: &str, port: u16, path: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
         if crate::interrupt::interrupted() {
             return Ok(());
         }
-        let answer = http_get(port, path, Duration::from_secs(2))?;
-        if answer.status != 200 {
-            bail!("GET {path} answered {}", answer.status);
+        let last = match http_get(port, path, Duration::from_secs(2)) {
+            Ok(answer) if answer.status == 200 => return Ok(()),
+            Ok(answer) => format!("GET {path} answered {}", answer.status),
+            Err(e) => format!("{e:#}"),
+        };
+        let state = super::stack::state(id)?;
+        if !state.running {
+            bail!(
+                "{}",
+                super::stack::exited_cause(&state, &super::stack::last_logs(id, 5))
+            );
         }
-        Ok(())
-    })
+        if start.elapsed() >= timeout {
+            bail!("{last}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// How a graceful stop went.

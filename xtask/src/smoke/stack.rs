@@ -167,7 +167,13 @@ impl Stack {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let id = docker(&args).with_context(|| format!("cannot start the {role} container"))?;
         let host_port = match port {
-            Some(port) => Some(published_port(&id, port)?),
+            Some(port) => match published_port(&id, port) {
+                Ok(host_port) => Some(host_port),
+                // A container that exited at once has no port left; the checks that wait for
+                // it find it exited and say why.
+                Err(_) if state(&id).is_ok_and(|s| !s.running) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         Ok(Started { id, host_port })
@@ -323,11 +329,27 @@ pub struct State {
     pub healthy_after: Option<f64>,
     /// The output of the last health check that failed.
     pub last_check_output: Option<String>,
+    /// What the container runs (`Path` and `Args`), for a cause when it printed nothing.
+    pub command: Option<String>,
 }
 
 pub fn state(id: &str) -> Result<State> {
-    let text = docker(&["inspect", "--format", "{{json .State}}", id])?;
-    let state: serde_json::Value = serde_json::from_str(&text)?;
+    let text = docker(&["inspect", id])?;
+    let mut all: serde_json::Value = serde_json::from_str(&text)?;
+    let container = all[0].take();
+    let state = &container["State"];
+    let command = container["Path"].as_str().map(|path| {
+        std::iter::once(path)
+            .chain(
+                container["Args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str()),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
     let time = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
@@ -357,7 +379,26 @@ pub fn state(id: &str) -> Result<State> {
         health: state["Health"]["Status"].as_str().map(String::from),
         healthy_after,
         last_check_output,
+        command,
     })
+}
+
+/// Why a container is not running, in words: its exit code and its last log lines, or that it
+/// printed nothing (then its command is the lead).
+pub fn exited_cause(state: &State, logs: &str) -> String {
+    let code = match state.exit_code {
+        137 => "137 (killed: SIGKILL, often the out-of-memory killer)".to_string(),
+        143 => "143 (SIGTERM)".to_string(),
+        code => code.to_string(),
+    };
+    if logs.is_empty() {
+        format!(
+            "the container exited with code {code} and printed nothing (its command: {})",
+            state.command.as_deref().unwrap_or("unknown")
+        )
+    } else {
+        format!("the container exited with code {code}; its last log lines: {logs}")
+    }
 }
 
 /// The last lines a container printed, for a failure's cause.
@@ -402,11 +443,7 @@ pub fn wait_healthy(
             return Ok(Ok(seconds));
         }
         if !state.running {
-            return Ok(Err(format!(
-                "the container exited with code {}: {}",
-                state.exit_code,
-                last_logs(id, 5)
-            )));
+            return Ok(Err(exited_cause(&state, &last_logs(id, 5))));
         }
         if start.elapsed() >= timeout {
             let mut cause = format!(
@@ -463,6 +500,31 @@ mod tests {
         );
         assert_eq!(info_from_id("notes"), None);
         assert_eq!(info_from_id("zz-1"), None);
+    }
+
+    #[test]
+    fn an_exited_container_is_explained_by_its_logs_or_its_command() {
+        let state = State {
+            running: false,
+            exit_code: 0,
+            health: Some("starting".into()),
+            healthy_after: None,
+            last_check_output: None,
+            command: Some("python -c pass".into()),
+        };
+        assert_eq!(
+            exited_cause(&state, "starting | bye"),
+            "the container exited with code 0; its last log lines: starting | bye"
+        );
+        assert_eq!(
+            exited_cause(&state, ""),
+            "the container exited with code 0 and printed nothing (its command: python -c pass)"
+        );
+        let killed = State {
+            exit_code: 137,
+            ..state
+        };
+        assert!(exited_cause(&killed, "x").contains("137 (killed: SIGKILL"));
     }
 
     #[test]

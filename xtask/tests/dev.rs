@@ -264,6 +264,107 @@ fn project_left(project: &str) -> (String, String) {
     )
 }
 
+/// One HTTP/1.0 request on loopback: (status, headers in lower case, body).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    head.push_str(body.unwrap_or(""));
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = text(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The host ports `up` printed: `frontend http://localhost:P, backend http://localhost:Q`.
+fn printed_port(stdout: &str, service: &str) -> u16 {
+    let prefix = format!("{service} http://localhost:");
+    stdout
+        .split(", ")
+        .flat_map(|part| part.split('\n'))
+        .find_map(|part| part.trim().strip_prefix(prefix.as_str()))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {service} URL in {stdout}"))
+}
+
+/// Signs a user up through the frontend as a browser on `origin` does; returns the session token
+/// the frontend hands the browser for the backend (the session cookie's value).
+fn sign_up(frontend: u16, origin: &str, email: &str) -> String {
+    let body = format!(r#"{{"email":"{email}","password":"a-long-test-password","name":"Test"}}"#);
+    let host = origin.trim_start_matches("http://");
+    let (status, headers, text) = request(
+        frontend,
+        "POST",
+        "/api/auth/sign-up/email",
+        &[("Host", host), ("Origin", origin)],
+        Some(&body),
+    );
+    assert_eq!(status, 200, "sign-up from {origin}: {text}");
+    headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .find_map(|(_, v)| {
+            v.split(';')
+                .next()?
+                .split_once('=')
+                .filter(|(name, _)| name.ends_with("session_token"))
+                .map(|(_, value)| value.to_string())
+        })
+        .unwrap_or_else(|| panic!("no session cookie in {headers:?}"))
+}
+
+/// The titles of the user's todos, as the backend lists them.
+fn todo_titles(backend: u16, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = request(
+        backend,
+        "GET",
+        "/api/todos",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 #[test]
 fn dev_serves_edits_rebuilds_only_the_changed_service_and_leaves_nothing() {
     let copy = Copy::new("session");
@@ -348,6 +449,49 @@ fn dev_serves_edits_rebuilds_only_the_changed_service_and_leaves_nothing() {
         Duration::from_secs(60),
     );
     let edited_database_url = env_var(&backend.4, "DATABASE_URL");
+
+    // `down --dev` while this dev runs: refused, naming its pid, and the stack stays.
+    let out = copy.xtask(&["down", "--dev"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", dev.child.id())) && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(containers(&project).len(), before.len(), "the stack stays");
+
+    // A frontend file that does not compile is named by a `dev:` line; once fixed, the reload is
+    // timed from the fixing edit.
+    let page = copy.path("frontend/app/page.tsx");
+    let page_text = std::fs::read_to_string(&page).unwrap();
+    let mark = dev.count();
+    std::fs::write(
+        &page,
+        format!("{page_text}\nexport const broken = <div>;\n"),
+    )
+    .unwrap();
+    dev.wait_line(
+        "dev: frontend: frontend/app/page.tsx does not compile",
+        mark,
+        Duration::from_secs(120),
+    );
+    let mark = dev.count();
+    let fixed = Instant::now();
+    std::fs::write(&page, &page_text).unwrap();
+    let line = dev.wait_line(
+        "dev: frontend: frontend/app/page.tsx changed; it works again, answering after",
+        mark,
+        Duration::from_secs(120),
+    );
+    let reported: f64 = line
+        .rsplit("after ")
+        .next()
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line}"));
+    assert!(
+        reported <= fixed.elapsed().as_secs_f64(),
+        "{reported} s is more than the time since the fix: {line}"
+    );
 
     // A dependency change rebuilds and recreates the backend alone, with the same environment.
     // The same comment every run: after the first, the rebuild is a cache hit.
@@ -551,30 +695,38 @@ fn compose_accepts_every_file_combination_and_requires_every_secret() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `up` on free ports (0): the URLs the services are configured with follow the published ports,
+/// so a user signs up from the printed origin and the backend allows it (CORS); `up` again
+/// changes nothing; the local database keeps its users and todos across `up`, `down` and `up`,
+/// in a volume only `down --volumes` removes.
 #[test]
-fn up_starts_the_production_stack_healthy_and_down_removes_it() {
+fn up_keeps_its_data_and_configures_the_published_ports() {
     support::built();
     let copy = Copy::new("up");
-    let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    let project = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("up: compose project "))
-        .map(|p| p.trim().to_string());
-    // Whatever happens below, the stack goes.
+    // Whatever happens below, the stack and its volume go.
     struct Down(PathBuf);
     impl Drop for Down {
         fn drop(&mut self) {
             let _ = Command::new(env!("CARGO_BIN_EXE_xtask"))
-                .arg("down")
+                .args(["down", "--volumes"])
                 .current_dir(&self.0)
                 .output();
         }
     }
     let _down = Down(copy.dir.clone());
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let project = project.expect("up names its compose project");
+    let up = || {
+        let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = up();
+    let project = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("up: compose project "))
+        .map(|p| p.trim().to_string())
+        .expect("up names its compose project");
     let all = containers(&project);
     for (service, path) in [("backend", "/health"), ("frontend", "/api/health")] {
         let c = container(&all, service);
@@ -583,13 +735,10 @@ fn up_starts_the_production_stack_healthy_and_down_removes_it() {
             c.4["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped",
             "{service}"
         );
-        // The production shape: no volume of any kind.
+        // The production shape: no volume of any kind on the services.
         assert_eq!(mounts(&c.4), Vec::<(String, String)>::new(), "{service}");
         let port = host_port(&c.4, if service == "backend" { 8000 } else { 3000 });
-        assert!(
-            stdout.contains(&format!("{service} http://localhost:{port}")),
-            "{stdout}"
-        );
+        assert_eq!(printed_port(&stdout, service), port, "{stdout}");
         let (status, _) = http_get(port, path).unwrap();
         assert_eq!(status, 200, "{service}");
     }
@@ -606,11 +755,171 @@ fn up_starts_the_production_stack_healthy_and_down_removes_it() {
         "{{.Name}} {{.Driver}}",
     ]);
     assert_eq!(network, format!("{project}_todo-network bridge"));
+    // The database's data is in a named volume.
+    let volume = format!("{project}_db-data");
+    assert!(
+        mounts(&container(&all, "db").4).contains(&("volume".into(), "/var/lib/postgresql/data".into())),
+        "{:?}",
+        mounts(&container(&all, "db").4)
+    );
 
+    // The printed origin works: sign-up is accepted from it, the backend allows it, and the
+    // frontend tells the browser the backend's published port.
+    let (frontend, backend) = (printed_port(&stdout, "frontend"), printed_port(&stdout, "backend"));
+    let origin = format!("http://localhost:{frontend}");
+    let token = sign_up(frontend, &origin, "keep@example.com");
+    let (status, headers, body) = request(
+        backend,
+        "OPTIONS",
+        "/api/todos",
+        &[
+            ("Origin", &origin),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization,content-type"),
+        ],
+        None,
+    );
+    assert_eq!(status, 200, "CORS preflight from {origin}: {body}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(origin.as_str())
+    );
+    assert_eq!(
+        env_var(&container(&all, "frontend").4, "NEXT_PUBLIC_API_URL").as_deref(),
+        Some(format!("http://localhost:{backend}").as_str())
+    );
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = request(
+        backend,
+        "POST",
+        "/api/todos",
+        &[("Authorization", &auth), ("Origin", &origin)],
+        Some(r#"{"title":"survive the next up"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // `up` again on the running stack: nothing is recreated, and it says so.
+    let (again, stderr) = up();
+    assert!(stderr.contains("nothing to recreate"), "{stderr}");
+    let after = containers(&project);
+    for c in &all {
+        assert_eq!(
+            (&container(&after, &c.0).1, &container(&after, &c.0).2),
+            (&c.1, &c.2),
+            "{} was recreated:\n{stderr}",
+            c.0
+        );
+    }
+    assert_eq!(again, stdout, "the same ports");
+    assert!(todo_titles(backend, &token).contains("survive the next up"));
+
+    // `down` keeps the database's volume and says so; `up` finds the user and the todo again.
     let out = copy.xtask(&["down"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("kept the volume {volume}")), "{stderr}");
+    assert_eq!(project_left(&project), (String::new(), String::new()));
+    docker(&["volume", "inspect", &volume]);
+    let (stdout, _) = up();
+    let (frontend, backend) = (printed_port(&stdout, "frontend"), printed_port(&stdout, "backend"));
+    assert!(todo_titles(backend, &token).contains("survive the next up"));
+    // A user of the first run signs in from the new origin.
+    let origin = format!("http://localhost:{frontend}");
+    let (status, _, body) = request(
+        frontend,
+        "POST",
+        "/api/auth/sign-in/email",
+        &[("Host", origin.trim_start_matches("http://")), ("Origin", &origin)],
+        Some(r#"{"email":"keep@example.com","password":"a-long-test-password"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // `down --volumes` removes the data too, and then nothing is left.
+    let out = copy.xtask(&["down", "--volumes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(project_left(&project), (String::new(), String::new()));
+    let gone = !Command::new("docker")
+        .args(["volume", "inspect", &volume])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(gone, "the volume {volume} is left");
     let out = copy.xtask(&["down"]);
     assert!(out.status.success());
     assert!(text(&out.stderr).contains("nothing to stop"));
+}
+
+/// A port held on IPv6 alone (`[::1]:P`) is refused before anything starts, naming the port and
+/// the process that holds it.
+#[test]
+fn up_refuses_a_port_held_on_ipv6_naming_its_holder() {
+    let copy = Copy::new("ipv6");
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket(socket.AF_INET6)\n\
+             s.bind(('::1', 0)); s.listen()\n\
+             print(s.getsockname()[1], flush=True)\n\
+             time.sleep(600)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().to_string();
+    let out = copy.xtask(&["up", "--backend-port", &port, "--frontend-port", "0"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port} of the backend is taken"))
+            && stderr.contains(&format!("pid {} (python3)", holder.id()))
+            && stderr.contains(&format!("[::1]:{port}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Ctrl-C"), "{stderr}");
+    let project = stderr.lines().find_map(|l| l.strip_prefix("up: compose project "));
+    assert_eq!(project, None, "nothing was started:\n{stderr}");
+}
+
+/// `down --dev --force` removes the stack of a running `dev`, which notices and stops.
+#[test]
+fn dev_stops_when_down_dev_force_removes_its_stack() {
+    let copy = Copy::new("force");
+    let mut dev = Dev::start(&copy);
+    let project_line = dev.wait_line("dev: compose project", 0, Duration::from_secs(600));
+    let project = project_line
+        .split_whitespace()
+        .nth(3)
+        .expect("project name")
+        .to_string();
+    dev.wait_line("dev: watching", 0, Duration::from_secs(1500));
+    let out = copy.xtask(&["down", "--dev", "--force"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", dev.child.id())),
+        "{stderr}"
+    );
+    dev.wait_line("is gone; stopping", 0, Duration::from_secs(60));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dev still runs:\n{}",
+            dev.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(1), "{}", dev.output());
+    assert_eq!(project_left(&project), (String::new(), String::new()));
 }

@@ -6,8 +6,10 @@
 //! service until all are healthy, then streams their logs and watches the sources: an edit is
 //! served by the containers' hot reload and measured; a dependency file, a Dockerfile.dev or a
 //! compose file rebuilds or recreates only the service it concerns. Ctrl-C removes the stack
-//! (containers, network, anonymous volumes) and exits 130. `up` starts the production stack
-//! detached and waits until it is healthy; `down` removes it.
+//! (containers, network, volumes) and exits 130. `up` starts the production stack detached and
+//! waits until it is healthy; `up` again on an unchanged stack changes nothing, and its local
+//! database keeps its data in a named volume across `up`, `down` and `up`; `down` removes the
+//! stack and keeps that volume unless told `--volumes`.
 //!
 //! Each stack is a compose project named after the project root, so that a copy of the project
 //! never touches the stack of another checkout; a run's leftovers (after a crash or a kill) are
@@ -15,6 +17,7 @@
 
 mod bench;
 mod images;
+mod ports;
 mod session;
 pub mod stack;
 mod status;
@@ -101,6 +104,10 @@ impl DevCmd {
         match run_dev(sh, config, &self.stack, self.poll, None)? {
             session::End::Interrupted => Err(interrupt::Interrupted.into()),
             session::End::Done => Ok(()),
+            session::End::StackGone => bail!(
+                "the development stack was removed while dev watched it (by `cargo xtask down \
+                 --dev --force`, or by docker); dev stops"
+            ),
         }
     }
 }
@@ -120,9 +127,18 @@ impl UpCmd {
 
 #[derive(Debug, Args)]
 pub struct DownCmd {
-    /// Also remove what a `dev` of this checkout left behind (after a crash or a kill).
+    /// Also remove the local database's volume, and with it every user and todo the production
+    /// stack stored; without it the data waits for the next `up`.
+    #[arg(long)]
+    volumes: bool,
+    /// Also remove the development stack of this checkout (what a killed `dev` left behind).
+    /// Refused while a `dev` runs for this checkout, unless --force.
     #[arg(long)]
     dev: bool,
+    /// With --dev: remove the development stack even while a `dev` watches it; that `dev` then
+    /// notices and stops.
+    #[arg(long, requires = "dev")]
+    force: bool,
 }
 
 impl DownCmd {
@@ -130,21 +146,56 @@ impl DownCmd {
         let root = sh.current_dir();
         let mut kinds = vec![Kind::Prod];
         if self.dev {
+            let project = stack::project_name(&config.project.name, Kind::Dev, &root);
+            // Refused before anything is removed: a `dev` whose stack vanished under it would
+            // watch nothing, silently.
+            if let Some(pid) = live_dev(&root, &project) {
+                if !self.force {
+                    bail!(
+                        "`cargo xtask dev` runs for this checkout (pid {pid}) and watches the \
+                         stack {project}: stop it with Ctrl-C in its terminal (or `kill -INT \
+                         {pid}`), which removes its stack; `cargo xtask down --dev --force` \
+                         removes the stack anyway, and that dev then stops"
+                    );
+                }
+                eprintln!(
+                    "down: removing the stack of the running dev (pid {pid}), as --force asks; \
+                     it will stop"
+                );
+            }
             kinds.push(Kind::Dev);
         }
         for kind in kinds {
             let project = stack::project_name(&config.project.name, kind, &root);
-            let left = stack::leftovers(&project)?;
+            // A dev stack's volumes belong to its run; the production database's only go when
+            // asked.
+            let volumes = kind == Kind::Dev || self.volumes;
+            let mut left = stack::leftovers(&project)?;
+            let kept = match volumes {
+                true => vec![],
+                false => std::mem::take(&mut left.volumes),
+            };
             if left.is_empty() {
                 eprintln!(
                     "nothing to stop: no {} stack of this checkout runs ({project})",
                     kind_name(kind)
                 );
-                continue;
+            } else {
+                eprintln!("stopping the {} stack {project}", kind_name(kind));
+                stack::remove_project(&project, 10, volumes)?;
+                eprintln!("removed {}", left.describe());
             }
-            eprintln!("stopping the {} stack {project}", kind_name(kind));
-            stack::remove_project(&project, 10)?;
-            eprintln!("removed {}", left.describe());
+            if kind == Kind::Prod {
+                if volumes {
+                    let _ = std::fs::remove_file(db_password_file(&root, &project));
+                }
+                for volume in &kept {
+                    eprintln!(
+                        "kept the volume {volume}: the local database's users and todos, for \
+                         the next `up`; `cargo xtask down --volumes` removes it"
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -174,7 +225,7 @@ fn run_dev(
     let started = Instant::now();
     crate::engine::ensure(sh)?;
     let run = run_id();
-    let mut stack = prepare(sh, config, Kind::Dev, args, &run)?;
+    let (mut stack, report) = prepare(sh, config, Kind::Dev, args)?;
     stack.set("DEV_POLL", if poll { "true" } else { "false" });
     let _lock = RunLock::acquire(&stack)?;
     let left = stack::leftovers(&stack.project)?;
@@ -183,9 +234,11 @@ fn run_dev(
             "dev: removing what an earlier run left ({})",
             left.describe()
         );
-        stack::remove_project(&stack.project, 5)?;
+        stack::remove_project(&stack.project, 5, true)?;
     }
-    check_ports(&stack)?;
+    settle_ports(&mut stack, config, &BTreeMap::new())?;
+    check_ports(&stack, &BTreeMap::new())?;
+    follow_urls(&mut stack, &report, "dev");
     let mode = build::base_mode(args.bases, config)?;
     let images: Vec<&crate::config::Image> = config.images.iter().collect();
     if stack.files.contains(&stack::DB_FILE) {
@@ -197,8 +250,9 @@ fn run_dev(
         .run(&["config", "--quiet"])
         .context("the compose files do not accept this environment")?;
     eprintln!("dev: compose project {} (run {run})", stack.project);
-    // From here on, whatever happens, the stack is removed.
-    let _teardown = Teardown::new(&stack.project);
+    // From here on, whatever happens, the stack is removed, volumes and all: they belong to
+    // this run.
+    let _teardown = Teardown::new(&stack.project, true);
     let failures = images::build_dev(sh, config, &images, mode, Progress::Auto)?;
     if !failures.is_empty() {
         for (service, error) in &failures {
@@ -239,34 +293,40 @@ fn run_dev(
     session.run(poll)
 }
 
-/// `up`: the production stack, detached, healthy, with its URLs.
+/// `up`: the production stack, detached, healthy, with its URLs. On a stack that runs, only what
+/// changed is recreated (compose compares each service's configuration and image), and that is
+/// said before it happens.
 fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     let started = Instant::now();
     crate::engine::ensure(sh)?;
-    let run = run_id();
-    let mut stack = prepare(sh, config, Kind::Prod, args, &run)?;
-    let running = !stack::leftovers(&stack.project)?.is_empty();
-    if !running {
-        check_ports(&stack)?;
-    }
+    let (mut stack, report) = prepare(sh, config, Kind::Prod, args)?;
+    let before = stack.ps()?;
+    // A port of the running stack is kept where 0 asks for any free one: a new port would be a
+    // new configuration, and compose would recreate every service to publish it.
+    let running = published_ports(config, &before);
+    settle_ports(&mut stack, config, &running)?;
+    check_ports(&stack, &running)?;
+    follow_urls(&mut stack, &report, "up");
     let mode = build::base_mode(args.bases, config)?;
     let images: Vec<&crate::config::Image> = config.images.iter().collect();
     if stack.files.contains(&stack::DB_FILE) {
         let image = bases::database_image(sh, config, mode)?;
         stack.set("DB_IMAGE", image);
-        // A stack that is up keeps its database password, so that `up` again does not recreate
-        // the database and lose its data.
-        if let Some(password) = running_db_password(&stack) {
-            stack.set("DB_PASSWORD", &password);
-            stack.set("DATABASE_URL", local_database_url(&password));
-        }
+        let password = up_db_password(&stack, &before)?;
+        stack.set("DB_PASSWORD", &password);
+        stack.set("DATABASE_URL", local_database_url(&password));
     }
     stack
         .run(&["config", "--quiet"])
         .context("the compose files do not accept this environment")?;
     images::ensure_prod(sh, config, &images, args.bases)?;
     eprintln!("up: compose project {}", stack.project);
-    let mut teardown = Teardown::new(&stack.project);
+    if !before.is_empty() {
+        announce_changes(&stack, &before)?;
+    }
+    // A failed `up` removes the stack, but never the database's volume: its data may be older
+    // than this run.
+    let mut teardown = Teardown::new(&stack.project, false);
     let timeout = args.timeout.to_string();
     let out = stack.output(&[
         "up",
@@ -283,6 +343,10 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         return Err(interrupt::Interrupted.into());
     }
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if let Some(why) = explain_bind_error(&stderr) {
+            bail!("{why}; the production stack did not start and has been removed");
+        }
         let containers = stack.ps().unwrap_or_default();
         for c in &containers {
             let status = status::status_of(Some(c));
@@ -290,10 +354,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
                 eprintln!("{}: {status:?}\n{}", c.service, last_logs(&c.id, 20));
             }
         }
-        bail!(
-            "the production stack did not become healthy: {}; it has been removed",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("the production stack did not become healthy: {stderr}; it has been removed");
     }
     teardown.disarm();
     let containers = stack.ps()?;
@@ -306,9 +367,104 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     Ok(())
 }
 
+/// Says, before `up` runs, which services of the running stack it will recreate and why (compose
+/// recreates a container whose configuration hash or image changed), and that a service with a
+/// named volume (the database) keeps its data there.
+fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> {
+    let hashes = stack.config_hashes()?;
+    let services = session::services_config(stack)?;
+    let mut changes = Vec::new();
+    for service in &stack.services {
+        let Some(c) = containers.iter().find(|c| &c.service == service) else {
+            continue;
+        };
+        let image = services[service]["image"].as_str().unwrap_or_default();
+        let image_id = stack::docker(&["image", "inspect", "--format", "{{.Id}}", image])
+            .map(|id| id.trim().to_string())
+            .unwrap_or_default();
+        let why = if hashes.get(service) != Some(&c.config_hash) {
+            "its configuration changed"
+        } else if !image_id.is_empty() && image_id != c.image {
+            "its image changed"
+        } else {
+            continue;
+        };
+        let kept: Vec<&String> = c.volumes.iter().filter(|v| !is_anonymous(v)).collect();
+        let data = match kept.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; its data stays in the volume {}",
+                kept.iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        changes.push(format!("{service} ({why}{data})"));
+    }
+    match changes.is_empty() {
+        true => eprintln!("up: the stack runs with this configuration already: nothing to recreate"),
+        false => eprintln!("up: recreating {}", changes.join(", ")),
+    }
+    Ok(())
+}
+
+/// Anonymous volumes are named by the engine with 64 hex digits; named ones never are here.
+fn is_anonymous(volume: &str) -> bool {
+    volume.len() == 64 && volume.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Where `up` keeps the local database's password: PostgreSQL keeps the password it was
+/// initialised with in its volume, so the password lives as long as the volume does.
+fn db_password_file(root: &Path, project: &str) -> PathBuf {
+    root.join("target/xtask/up")
+        .join(format!("{project}.db-password"))
+}
+
+/// The local database's password for `up`: the one kept beside the volume, else the one the
+/// running database was started with, else (no volume yet) a new one, kept in a file only its
+/// owner reads.
+fn up_db_password(stack: &Stack, containers: &[stack::PsEntry]) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = db_password_file(&stack.root, &stack.project);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    let volume = stack::db_volume(&stack.project);
+    let password = match running_db_password(containers) {
+        Some(password) => password,
+        None if stack::docker(&["volume", "inspect", &volume]).is_ok() => bail!(
+            "the local database's volume {volume} exists, but its password ({}) is gone, so its \
+             data cannot be reached: restore that file, or remove the database with `cargo \
+             xtask down --volumes` (its users and todos are lost) and run `up` again",
+            file.display()
+        ),
+        None => random_hex(16)?,
+    };
+    let dir = file.parent().context("no folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| f.write_all(password.as_bytes()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(password)
+}
+
 /// The stack of a command, with its environment checked and its variables set (but not
 /// DB_IMAGE, which may need a build).
-fn prepare(sh: &Shell, config: &Config, kind: Kind, args: &StackArgs, run: &str) -> Result<Stack> {
+fn prepare(
+    sh: &Shell,
+    config: &Config,
+    kind: Kind,
+    args: &StackArgs,
+) -> Result<(Stack, env::Report)> {
     let root = sh.current_dir();
     let env_file = match &args.env_file {
         Some(file) => root.join(file),
@@ -319,7 +475,6 @@ fn prepare(sh: &Shell, config: &Config, kind: Kind, args: &StackArgs, run: &str)
     let services = config.images.iter().map(|i| i.service.clone()).collect();
     let mut stack = Stack::new(&root, project, kind, env_file.clone(), local, services);
     stack.set("TODO_OWNER", kind.owner());
-    stack.set("TODO_RUN", run);
     stack.set("TODO_ENV_FILE", env_file.display().to_string());
     for image in &config.images {
         let port = port_for(args, &image.service, image.port)?;
@@ -342,19 +497,93 @@ fn prepare(sh: &Shell, config: &Config, kind: Kind, args: &StackArgs, run: &str)
             },
         );
     }
-    if let Some(api) = report.plain_value("NEXT_PUBLIC_API_URL") {
-        let backend_port = stack.var(&port_var("backend")).unwrap_or("8000");
-        let api_port = url::Url::parse(api)
-            .ok()
-            .and_then(|u| u.port_or_known_default());
-        if backend_port != "0" && api_port.map(|p| p.to_string()).as_deref() != Some(backend_port) {
-            eprintln!(
-                "note: NEXT_PUBLIC_API_URL is {api} but the backend is published on port \
-                 {backend_port}: the browser will call the wrong port"
-            );
+    Ok((stack, report))
+}
+
+/// The variables that hold a URL of this machine as the browser sees it, and the service whose
+/// host port it must name: the frontend's server accepts sign-ups only from its own origin
+/// (BETTER_AUTH_URL), the backend allows only that origin (FRONTEND_URL, for CORS), and the
+/// browser calls the backend at NEXT_PUBLIC_API_URL.
+const URL_VARS: &[(&str, &str)] = &[
+    ("BETTER_AUTH_URL", "frontend"),
+    ("FRONTEND_URL", "frontend"),
+    ("NEXT_PUBLIC_API_URL", "backend"),
+];
+
+/// How a URL of the env file fits a published port.
+#[derive(Debug, PartialEq, Eq)]
+enum UrlFit {
+    /// It names this machine on that port already.
+    Same,
+    /// It names this machine on another port: this is the URL with the published one.
+    Moved(String),
+    /// It names another host (a proxy in front, a domain): the port is not this machine's.
+    Elsewhere,
+}
+
+fn fit_url(value: &str, port: u16) -> UrlFit {
+    let Ok(mut url) = url::Url::parse(value) else {
+        return UrlFit::Elsewhere;
+    };
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !local {
+        return UrlFit::Elsewhere;
+    }
+    if url.port_or_known_default() == Some(port) {
+        return UrlFit::Same;
+    }
+    if url.set_port(Some(port)).is_err() {
+        return UrlFit::Elsewhere;
+    }
+    let mut moved = url.to_string();
+    // The url crate writes `http://localhost:3000` as `http://localhost:3000/`; keep the form
+    // of the file.
+    if url.path() == "/" && url.query().is_none() && !value.ends_with('/') {
+        moved.pop();
+    }
+    UrlFit::Moved(moved)
+}
+
+/// Makes the URLs the services are configured with name the ports they are published on: a URL
+/// of this machine on another port (the env file's `:3000` under `--frontend-port 0`) follows
+/// the published port, and the line says which variables moved. A URL of another host is left
+/// as it is, with a note: a proxy may sit in front.
+fn follow_urls(stack: &mut Stack, report: &env::Report, prefix: &str) {
+    let mut moved: BTreeMap<(&str, u16), Vec<&str>> = BTreeMap::new();
+    for (var, service) in URL_VARS {
+        let Some(port) = stack
+            .var(&port_var(service))
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let Some(value) = report.plain_value(var) else {
+            continue;
+        };
+        match fit_url(value, port) {
+            UrlFit::Same => {}
+            UrlFit::Moved(url) => {
+                stack.set(var, url);
+                moved.entry((service, port)).or_default().push(var);
+            }
+            UrlFit::Elsewhere => eprintln!(
+                "note: {var} is {value}, not this machine: left as it is, so the browser must \
+                 reach the {service} there (the {service} is published on port {port})"
+            ),
         }
     }
-    Ok(stack)
+    for ((service, port), vars) in moved {
+        eprintln!(
+            "{prefix}: {} follow{} the {service}'s port {port}",
+            vars.join(" and "),
+            if vars.len() == 1 { "s" } else { "" }
+        );
+    }
 }
 
 /// The variable of the compose files that holds a service's host port.
@@ -382,17 +611,51 @@ fn port_for(args: &StackArgs, service: &str, default: u16) -> Result<u16> {
     }
 }
 
-/// Refuses to start when a host port is taken, before anything is built or started.
-fn check_ports(stack: &Stack) -> Result<()> {
+/// Settles each service's host port before anything starts: where 0 asks for any free port, the
+/// port the running stack publishes is kept, else a free port is chosen now, so that the URLs
+/// the services are configured with can name it.
+fn settle_ports(stack: &mut Stack, config: &Config, running: &BTreeMap<String, u16>) -> Result<()> {
+    // Held until every port is chosen, so that two services never get the same one.
+    let mut held = Vec::new();
+    for image in &config.images {
+        let var = port_var(&image.service);
+        if stack.var(&var) != Some("0") {
+            continue;
+        }
+        let port = match running.get(&image.service) {
+            Some(port) => *port,
+            None => {
+                // [::] takes the port on IPv6 and (dual-stack) on IPv4, as the engine publishes
+                // it; a host without IPv6 falls back to IPv4.
+                let listener = std::net::TcpListener::bind(("::", 0))
+                    .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)))
+                    .context("cannot find a free port")?;
+                let port = listener.local_addr()?.port();
+                held.push(listener);
+                port
+            }
+        };
+        stack.set(&var, port.to_string());
+    }
+    Ok(())
+}
+
+/// Refuses to start when a host port is taken, on IPv4 or IPv6 (the engine publishes on both),
+/// before anything is built or started; ports the running stack itself holds are not checked.
+fn check_ports(stack: &Stack, running: &BTreeMap<String, u16>) -> Result<()> {
     let mut taken = Vec::new();
     for service in &stack.services {
         let var = port_var(service);
         let Some(port) = stack.var(&var).and_then(|p| p.parse::<u16>().ok()) else {
             continue;
         };
-        if port != 0 && std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+        if port == 0 || running.get(service) == Some(&port) {
+            continue;
+        }
+        if let Some(holder) = ports::taken(port) {
             taken.push(format!(
-                "port {port} of the {service} is taken: pass --{service}-port N or set {var}=N (0 picks a free port)"
+                "port {port} of the {service} is taken ({holder}): pass --{service}-port N or \
+                 set {var}=N (0 picks a free port)"
             ));
         }
     }
@@ -400,6 +663,21 @@ fn check_ports(stack: &Stack) -> Result<()> {
         bail!("{}", taken.join("; "));
     }
     Ok(())
+}
+
+/// Compose's error when the engine could not publish a port (`... listen tcp6 [::]:8000: bind:
+/// address already in use`), said as which port is taken and by what.
+fn explain_bind_error(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("address already in use"))?;
+    let before = line.split(": bind").next()?;
+    let port: u16 = before.rsplit(':').next()?.trim().parse().ok()?;
+    let holder = ports::holder(port).unwrap_or_else(|| "by a process this user cannot see".into());
+    Some(format!(
+        "port {port} is taken {holder}: the engine could not publish it ({})",
+        line.trim()
+    ))
 }
 
 /// Checks the env file; returns whether the local database is used, and the report. Refuses on
@@ -518,8 +796,8 @@ fn local_database_url(password: &str) -> String {
 }
 
 /// The password of the local database of a stack that runs, from its container's environment.
-fn running_db_password(stack: &Stack) -> Option<String> {
-    let db = stack.ps().ok()?.into_iter().find(|c| c.service == "db")?;
+fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
+    let db = containers.iter().find(|c| c.service == "db")?;
     let env = stack::docker(&[
         "inspect",
         "--format",
@@ -698,16 +976,19 @@ fn random_hex(bytes: usize) -> Result<String> {
 /// it is already gone.
 struct Teardown {
     project: String,
+    /// Whether the volumes go too (a dev run's) or stay (the production database's).
+    volumes: bool,
     armed: bool,
     reaper: Option<(std::process::Child, std::process::ChildStdin)>,
 }
 
 impl Teardown {
-    fn new(project: &str) -> Teardown {
+    fn new(project: &str, volumes: bool) -> Teardown {
         Teardown {
             project: project.to_string(),
+            volumes,
             armed: true,
-            reaper: start_reaper(project),
+            reaper: start_reaper(project, volumes),
         }
     }
 
@@ -733,16 +1014,23 @@ impl Drop for Teardown {
             return;
         }
         let start = Instant::now();
-        eprintln!(
-            "stopping the stack {} (a second Ctrl-C exits at once; the removal goes on)",
-            self.project
-        );
-        match stack::remove_project(&self.project, 5) {
+        match interrupt::interrupted() {
+            true => eprintln!(
+                "stopping the stack {} (a second Ctrl-C exits at once; the removal goes on)",
+                self.project
+            ),
+            false => eprintln!("removing the stack {}", self.project),
+        }
+        match stack::remove_project(&self.project, 5, self.volumes) {
             Ok(()) => {
                 self.release_reaper();
                 eprintln!(
-                    "stack removed in {:.1} s: no container, network or volume of it is left",
-                    start.elapsed().as_secs_f64()
+                    "stack removed in {:.1} s: {}",
+                    start.elapsed().as_secs_f64(),
+                    match self.volumes {
+                        true => "no container, network or volume of it is left",
+                        false => "no container or network of it is left; its volumes are kept",
+                    }
                 )
             }
             Err(err) => eprintln!("error: {err:#}"),
@@ -754,13 +1042,17 @@ impl Drop for Teardown {
 /// process's end, however it ends, the read returns, and unless the line was `done` the shell
 /// runs `docker compose down` for the project. It is in a process group of its own, so that the
 /// terminal's Ctrl-C does not reach it.
-fn start_reaper(project: &str) -> Option<(std::process::Child, std::process::ChildStdin)> {
+fn start_reaper(
+    project: &str,
+    volumes: bool,
+) -> Option<(std::process::Child, std::process::ChildStdin)> {
     use std::os::unix::process::CommandExt;
     let script =
         "IFS= read -r line; [ \"$line\" = done ] || exec docker compose --project-name \"$0\" \
-                  down --volumes --remove-orphans --timeout 5";
+                  down $1 --remove-orphans --timeout 5";
+    let flag = if volumes { "--volumes" } else { "" };
     let mut child = std::process::Command::new("sh")
-        .args(["-c", script, project])
+        .args(["-c", script, project, flag])
         .current_dir("/")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -782,17 +1074,13 @@ impl RunLock {
         let dir = stack.root.join(images::OUT_DIR);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{}.pid", stack.project));
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(pid) = text.trim().parse::<u32>() {
-                if pid != std::process::id() && is_xtask(pid) {
-                    bail!(
-                        "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it \
-                         first (Ctrl-C in its terminal, or `kill -INT {pid}`)"
-                    );
-                }
-            }
+        if let Some(pid) = live_dev(&stack.root, &stack.project) {
+            bail!(
+                "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it first \
+                 (Ctrl-C in its terminal, or `kill -INT {pid}`)"
+            );
         }
+        let path = run_lock_file(&stack.root, &stack.project);
         std::fs::write(&path, std::process::id().to_string())
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(RunLock { path })
@@ -803,6 +1091,18 @@ impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Where a running `dev` writes its process id.
+fn run_lock_file(root: &Path, project: &str) -> PathBuf {
+    root.join(images::OUT_DIR).join(format!("{project}.pid"))
+}
+
+/// The process id of a `dev` that runs for this checkout's stack, other than this process.
+fn live_dev(root: &Path, project: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(run_lock_file(root, project)).ok()?;
+    let pid = text.trim().parse::<u32>().ok()?;
+    (pid != std::process::id() && is_xtask(pid)).then_some(pid)
 }
 
 fn is_xtask(pid: u32) -> bool {
@@ -881,6 +1181,38 @@ mod tests {
             .to_string();
         assert!(err.contains("AGENT_MODEL"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn urls_of_this_machine_follow_the_published_port() {
+        assert_eq!(fit_url("http://localhost:3000", 3000), UrlFit::Same);
+        assert_eq!(
+            fit_url("http://localhost:3000", 32769),
+            UrlFit::Moved("http://localhost:32769".into())
+        );
+        assert_eq!(
+            fit_url("http://127.0.0.1:8000/", 32768),
+            UrlFit::Moved("http://127.0.0.1:32768/".into())
+        );
+        assert_eq!(
+            fit_url("http://[::1]:8000", 9000),
+            UrlFit::Moved("http://[::1]:9000".into())
+        );
+        assert_eq!(
+            fit_url("https://todo.example.com", 3000),
+            UrlFit::Elsewhere
+        );
+        assert_eq!(fit_url("not a url", 3000), UrlFit::Elsewhere);
+    }
+
+    #[test]
+    fn a_bind_error_of_compose_names_the_port() {
+        let stderr = "Error response from daemon: driver failed programming external \
+                      connectivity on endpoint x-backend-1 (abc): Error starting userland proxy: \
+                      listen tcp6 [::]:65531: bind: address already in use";
+        let why = explain_bind_error(stderr).unwrap();
+        assert!(why.starts_with("port 65531 is taken"), "{why}");
+        assert_eq!(explain_bind_error("no such image"), None);
     }
 
     #[test]

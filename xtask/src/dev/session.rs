@@ -68,7 +68,16 @@ pub enum Msg {
     Files(Batch),
     Answered {
         service: String,
+        /// Which probe of the service: only the latest one's answer is reported.
+        probe: u64,
         since_change: Option<Duration>,
+        files: Vec<PathBuf>,
+    },
+    /// A probe got a server error (a page that does not compile): said once per probe.
+    Failing {
+        service: String,
+        probe: u64,
+        status: u16,
         files: Vec<PathBuf>,
     },
     /// A line for the bench's script or another helper to print.
@@ -111,12 +120,38 @@ pub struct Session<'a> {
     seen: BTreeMap<String, Seen>,
     services_config: serde_json::Value,
     last_status: BTreeMap<String, Status>,
+    /// The number of the latest probe of each service.
+    probes_started: BTreeMap<String, u64>,
+    /// Services whose latest probe got a server error: the changed files, and until when the
+    /// session waits for a log line naming the failing file.
+    failing: BTreeMap<String, Failing>,
+    /// Each service's latest log lines, to find the file a compile error names.
+    recent: BTreeMap<String, std::collections::VecDeque<(Instant, String)>>,
+    /// How many health checks in a row found no container of the stack.
+    checks_without_stack: u32,
 }
+
+/// A service whose latest probe got a server error.
+struct Failing {
+    files: Vec<PathBuf>,
+    status: u16,
+    since: Instant,
+    /// Whether the `dev:` line naming the failing file has been printed.
+    said: bool,
+}
+
+/// How long a compile error's log lines may trail the error response before the line names the
+/// changed files instead.
+const FAILING_LOG_WAIT: Duration = Duration::from_secs(3);
+/// How many log lines of each service are kept to find the failing file in.
+const RECENT_LINES: usize = 200;
 
 /// How a session ended.
 pub enum End {
     Interrupted,
     Done,
+    /// Every container of the stack went away under the session (`down --dev --force`).
+    StackGone,
 }
 
 impl<'a> Session<'a> {
@@ -154,6 +189,10 @@ impl<'a> Session<'a> {
             seen: BTreeMap::new(),
             services_config,
             last_status: BTreeMap::new(),
+            probes_started: BTreeMap::new(),
+            failing: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            checks_without_stack: 0,
         })
     }
 
@@ -199,19 +238,27 @@ impl<'a> Session<'a> {
                 Ok(Msg::Files(Err(error))) => eprintln!("dev: the file watcher failed: {error}"),
                 Ok(Msg::Answered {
                     service,
+                    probe,
                     since_change,
                     files,
+                }) => self.answered(&service, probe, since_change, &files),
+                Ok(Msg::Failing {
+                    service,
+                    probe,
+                    status,
+                    files,
                 }) => {
-                    let files = show_files(&files);
-                    match since_change {
-                        Some(d) => eprintln!(
-                            "dev: {service}: {files} changed; answering again after {:.2} s",
-                            d.as_secs_f64()
-                        ),
-                        None => eprintln!(
-                            "dev: {service}: {files} changed; no answer within {} s: see its log",
-                            ANSWER_TIMEOUT.as_secs()
-                        ),
+                    if self.probes_started.get(&service) == Some(&probe) {
+                        self.failing.insert(
+                            service.clone(),
+                            Failing {
+                                files,
+                                status,
+                                since: Instant::now(),
+                                said: false,
+                            },
+                        );
+                        self.name_failing_file(&service);
                     }
                 }
                 Ok(Msg::Note(text)) => eprintln!("{text}"),
@@ -220,14 +267,119 @@ impl<'a> Session<'a> {
                 Err(RecvTimeoutError::Disconnected) => return Ok(End::Interrupted),
             }
             self.expire_pending();
+            self.expire_failing();
             if last_check.elapsed() > Duration::from_secs(2) {
                 last_check = Instant::now();
-                self.check_health();
+                if self.check_health() {
+                    eprintln!(
+                        "dev: every container of the stack {} is gone; stopping",
+                        self.stack.project
+                    );
+                    return Ok(End::StackGone);
+                }
             }
         }
     }
 
+    /// The latest probe of a service answered (or gave up): the time is measured from the change
+    /// that probe was started for, so after a broken edit and its fix, from the fix.
+    fn answered(
+        &mut self,
+        service: &str,
+        probe: u64,
+        since_change: Option<Duration>,
+        files: &[PathBuf],
+    ) {
+        if self.probes_started.get(service) != Some(&probe) {
+            return;
+        }
+        let failing = self.failing.remove(service);
+        let files = show_files(files);
+        match (since_change, failing) {
+            (Some(d), Some(_)) => eprintln!(
+                "dev: {service}: {files} changed; it works again, answering after {:.2} s",
+                d.as_secs_f64()
+            ),
+            (Some(d), None) => eprintln!(
+                "dev: {service}: {files} changed; answering again after {:.2} s",
+                d.as_secs_f64()
+            ),
+            // Said already, with the failing file: the next edit starts a new probe.
+            (None, Some(failing)) => {
+                self.failing.insert(service.to_string(), failing);
+            }
+            (None, None) => eprintln!(
+                "dev: {service}: {files} changed; no answer within {} s: see its log",
+                ANSWER_TIMEOUT.as_secs()
+            ),
+        }
+    }
+
+    /// Says which file a failing service's log names (the compiler's `./app/page.tsx:12:3`), once;
+    /// without such a line within [`FAILING_LOG_WAIT`], names the changed files.
+    fn name_failing_file(&mut self, service: &str) {
+        let Some(failing) = self.failing.get(service) else {
+            return;
+        };
+        if failing.said {
+            return;
+        }
+        let dir = self
+            .config
+            .image(service)
+            .map(|i| i.context.clone())
+            .unwrap_or_default();
+        let recent = self.recent.get(service);
+        // The error's lines come from the compile the change started: look at lines logged
+        // since shortly before the failing answer.
+        let since = failing.since.checked_sub(Duration::from_secs(30));
+        let found = recent.and_then(|lines| {
+            lines
+                .iter()
+                .filter(|(at, _)| since.map_or(true, |s| *at >= s))
+                .find_map(|(_, line)| failing_file(line).map(|file| (file, line.clone())))
+        });
+        let message = match found {
+            Some((file, line)) => format!(
+                "dev: {service}: {} does not compile ({}); it answers {} until the file is fixed",
+                dir.join(&file).display(),
+                clean(&line),
+                failing.status
+            ),
+            None if failing.since.elapsed() >= FAILING_LOG_WAIT => format!(
+                "dev: {service}: {} changed; it answers {}: see its log",
+                show_files(&failing.files),
+                failing.status
+            ),
+            None => return,
+        };
+        eprintln!("{message}");
+        if let Some(failing) = self.failing.get_mut(service) {
+            failing.said = true;
+        }
+    }
+
+    fn expire_failing(&mut self) {
+        let waiting: Vec<String> = self
+            .failing
+            .iter()
+            .filter(|(_, f)| !f.said)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for service in waiting {
+            self.name_failing_file(&service);
+        }
+    }
+
     fn log_line(&mut self, service: &str, line: &str, at: Instant) {
+        let recent = self.recent.entry(service.to_string()).or_default();
+        recent.push_back((at, line.to_string()));
+        if recent.len() > RECENT_LINES {
+            recent.pop_front();
+        }
+        if self.failing.contains_key(service) {
+            self.name_failing_file(service);
+        }
         if self.show_logs {
             let width = self
                 .stack
@@ -318,18 +470,48 @@ impl<'a> Session<'a> {
     }
 
     /// Asks the service's probe path until it answers, in a thread; the answer comes back as a
-    /// message with the time since the change.
-    fn probe(&self, service: &str, at: Instant, files: Vec<PathBuf>) {
+    /// message with the time since the change, and a server error meanwhile (a page that does not
+    /// compile) as a message of its own. A newer probe of the same service supersedes this one.
+    fn probe(&mut self, service: &str, at: Instant, files: Vec<PathBuf>) {
         let (Some(probe), Some(&port)) = (self.probes.get(service), self.ports.get(service)) else {
             return;
         };
         let path = probe.path.clone();
         let tx = self.tx.clone();
+        let number = self.probes_started.get(service).copied().unwrap_or(0) + 1;
+        self.probes_started.insert(service.to_string(), number);
         let service = service.to_string();
         std::thread::spawn(move || {
-            let answered = wait_answer(port, &path, ANSWER_TIMEOUT);
+            let start = Instant::now();
+            let mut said_failing = false;
+            let mut answered = false;
+            while start.elapsed() < ANSWER_TIMEOUT {
+                match http_get(port, &path, Duration::from_secs(30)) {
+                    Ok((status, _)) if (200..400).contains(&status) => {
+                        answered = true;
+                        break;
+                    }
+                    Ok((status, _)) if status >= 500 && !said_failing => {
+                        said_failing = true;
+                        let msg = Msg::Failing {
+                            service: service.clone(),
+                            probe: number,
+                            status,
+                            files: files.clone(),
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+                // A failing page is rendered anew for every request: ask it less often.
+                let pause = if said_failing { 500 } else { 50 };
+                std::thread::sleep(Duration::from_millis(pause));
+            }
             let _ = tx.send(Msg::Answered {
                 service,
+                probe: number,
                 since_change: answered.then(|| at.elapsed()),
                 files,
             });
@@ -504,11 +686,17 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Says when a service stops being healthy (or becomes healthy again).
-    fn check_health(&mut self) {
+    /// Says when a service stops being healthy (or becomes healthy again). Returns true when the
+    /// stack has had no container at all for two checks in a row: it was removed from outside.
+    fn check_health(&mut self) -> bool {
         let Ok(containers) = self.stack.ps() else {
-            return;
+            return false;
         };
+        if containers.is_empty() {
+            self.checks_without_stack += 1;
+            return self.checks_without_stack >= 2;
+        }
+        self.checks_without_stack = 0;
         for service in self.stack.services.clone() {
             let status = status_of(containers.iter().find(|c| c.service == service));
             let before = self.last_status.insert(service.clone(), status.clone());
@@ -520,6 +708,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        false
     }
 
     fn follow_all(&mut self) -> Result<()> {
@@ -596,7 +785,7 @@ fn stop(children: Vec<Child>) {
 
 /// The configuration compose computes for each service, to tell which ones a compose edit
 /// changed. It holds the environment's secrets: it stays in memory and is never printed.
-fn services_config(stack: &Stack) -> Result<serde_json::Value> {
+pub(super) fn services_config(stack: &Stack) -> Result<serde_json::Value> {
     let out = stack.output(&["config", "--format", "json"])?;
     if !out.status.success() {
         anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
@@ -604,6 +793,61 @@ fn services_config(stack: &Stack) -> Result<serde_json::Value> {
     let config: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("`docker compose config` printed no JSON")?;
     Ok(config["services"].clone())
+}
+
+/// The source file a compiler's error line names, relative to the service's folder: Next's
+/// `./app/page.tsx:12:3` (also `app/page.tsx`, or `/app/app/page.tsx` inside the container, whose
+/// sources are mounted on /app); never a dependency's file.
+pub fn failing_file(line: &str) -> Option<String> {
+    const EXTENSIONS: [&str; 8] = ["tsx", "ts", "jsx", "js", "mjs", "cjs", "css", "scss"];
+    let line = clean(line);
+    line.split(|c: char| c.is_whitespace() || "()[]'\"`,".contains(c))
+        .filter_map(|token| {
+            // Drop a trailing `:line:col` (or `:line`).
+            let mut path = token.trim_end_matches(':');
+            while let Some((head, tail)) = path.rsplit_once(':') {
+                match !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) {
+                    true => path = head,
+                    false => break,
+                }
+            }
+            let path = path
+                .strip_prefix("/app/")
+                .or_else(|| path.strip_prefix("./"))
+                .unwrap_or(path);
+            let (_, extension) = path.rsplit_once('.')?;
+            let source = EXTENSIONS.contains(&extension)
+                && path.contains('/')
+                && !path.starts_with('/')
+                && !path.contains("node_modules")
+                && !path.starts_with(".next")
+                && !path.contains("://")
+                && !path.starts_with("..");
+            source.then(|| path.to_string())
+        })
+        .next()
+}
+
+/// A log line without terminal colour codes, trimmed.
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim().to_string()
 }
 
 /// Anonymous volumes are named by the engine with 64 hex digits; named ones never are here.
@@ -622,20 +866,6 @@ pub fn show_files(files: &[PathBuf]) -> String {
         names.push(format!("{} more", files.len() - 3));
     }
     names.join(", ")
-}
-
-/// Asks `GET path` on the loopback port until it answers 2xx or 3xx, or `timeout` passes.
-pub fn wait_answer(port: u16, path: &str, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if let Ok((status, _)) = http_get(port, path, Duration::from_secs(30)) {
-            if (200..400).contains(&status) {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status code, body).
@@ -680,5 +910,20 @@ mod tests {
             .collect();
         assert_eq!(show_files(&files[..1]), "a");
         assert_eq!(show_files(&files), "a, b, c, 2 more");
+    }
+
+    #[test]
+    fn the_failing_file_is_read_from_compiler_lines() {
+        for (line, file) in [
+            (" \u{1b}[31m⨯\u{1b}[39m ./app/page.tsx:12:3", Some("app/page.tsx")),
+            ("Error: Turbopack build failed with 1 errors:", None),
+            ("./components/todo-list.tsx (4:7)", Some("components/todo-list.tsx")),
+            ("  at /app/app/todos/page.tsx:3:1", Some("app/todos/page.tsx")),
+            ("./node_modules/next/dist/x.js:1:1", None),
+            (" GET / 500 in 120ms", None),
+            ("see https://nextjs.org/docs/messages/x.js", None),
+        ] {
+            assert_eq!(failing_file(line).as_deref(), file, "{line}");
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! few `docker compose` commands `dev`, `up` and `down` run on it.
 //!
 //! The project name is derived from the project root, so that a copy of the project (as the tests
-//! make) never touches the stack of the checkout it was copied from. Every container and network
-//! also carries `todo-chatbot.owner` and `todo-chatbot.run` labels (set through TODO_OWNER and
-//! TODO_RUN), and compose's own `com.docker.compose.project` label, by which leftovers are found.
+//! make) never touches the stack of the checkout it was copied from. Every container, network and
+//! volume also carries the `todo-chatbot.owner` label (set through TODO_OWNER), and compose's own
+//! `com.docker.compose.project` label, by which leftovers are found.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -25,6 +25,13 @@ pub const FILES: [&str; 3] = [BASE_FILE, DEV_FILE, DB_FILE];
 /// The local database's fixed user and name (compose/db.yml); only the password changes per run.
 pub const DB_USER: &str = "todo";
 pub const DB_NAME: &str = "todo";
+/// The named volume of the local database (compose/db.yml); compose prefixes it with the project.
+pub const DB_VOLUME: &str = "db-data";
+
+/// The engine's name of a project's database volume.
+pub fn db_volume(project: &str) -> String {
+    format!("{project}_{DB_VOLUME}")
+}
 
 /// Which stack: the development one (`dev`) or the production one (`up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +166,18 @@ impl Stack {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The hash compose computes of each service's configuration: the same value it stores in the
+    /// `com.docker.compose.config-hash` label of the container, and compares to decide whether
+    /// `up` recreates it.
+    pub fn config_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let out = self.run(&["config", "--hash", "*"])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(service, hash)| (service.to_string(), hash.trim().to_string()))
+            .collect())
+    }
+
     /// The state of every container of the project.
     pub fn ps(&self) -> Result<Vec<PsEntry>> {
         let out = docker(&[
@@ -195,6 +214,8 @@ pub struct PsEntry {
     pub ports: BTreeMap<u16, u16>,
     /// Names of the volumes mounted (anonymous ones included).
     pub volumes: Vec<String>,
+    /// The hash of the configuration compose created the container from.
+    pub config_hash: String,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +321,10 @@ impl From<Inspect> for PsEntry {
             created: c.created,
             image: c.image,
             ports,
+            config_hash: labels
+                .get("com.docker.compose.config-hash")
+                .cloned()
+                .unwrap_or_default(),
             volumes: c
                 .mounts
                 .into_iter()
@@ -394,25 +419,23 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
     })
 }
 
-/// Removes a project whole: `docker compose down` (containers, their anonymous volumes, networks),
-/// then whatever it missed, by label. Runs in a process group of its own, so that a second Ctrl-C
-/// on the terminal, which ends the xtask at once, does not stop the clean-up half-way.
-pub fn remove_project(project: &str, timeout_seconds: u32) -> Result<()> {
+/// Removes a project: `docker compose down` (containers, networks, and with `volumes` every
+/// volume, named or anonymous), then whatever it missed, by label. Without `volumes` the volumes
+/// stay: the local database of `up` keeps its data for the next `up`. Runs in a process group of
+/// its own, so that a second Ctrl-C on the terminal, which ends the xtask at once, does not stop
+/// the clean-up half-way.
+pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let timeout = timeout_seconds.to_string();
+    let mut args = vec!["compose", "--project-name", project, "down"];
+    if volumes {
+        args.push("--volumes");
+    }
+    args.extend(["--remove-orphans", "--timeout", &timeout]);
     // `down` by project name alone needs no compose file and no environment: the containers'
     // labels say what belongs to the project.
     let status = Command::new("docker")
-        .args([
-            "compose",
-            "--project-name",
-            project,
-            "down",
-            "--volumes",
-            "--remove-orphans",
-            "--timeout",
-            &timeout,
-        ])
+        .args(&args)
         // A folder with no compose file in it or above it, which compose would otherwise load.
         .current_dir("/")
         .stdin(Stdio::null())
@@ -421,10 +444,22 @@ pub fn remove_project(project: &str, timeout_seconds: u32) -> Result<()> {
         .process_group(0)
         .status()
         .context("cannot run `docker compose down`")?;
-    let left = leftovers(project)?;
+    let remaining = || -> Result<Leftovers> {
+        let mut left = leftovers(project)?;
+        if !volumes {
+            left.volumes.clear();
+        }
+        Ok(left)
+    };
+    let left = remaining()?;
     if !status.success() || !left.is_empty() {
         for id in &left.containers {
-            let _ = docker(&["rm", "--force", "--volumes", id]);
+            let mut rm = vec!["rm", "--force"];
+            if volumes {
+                rm.push("--volumes");
+            }
+            rm.push(id);
+            let _ = docker(&rm);
         }
         for network in &left.networks {
             let _ = docker(&["network", "rm", network]);
@@ -433,12 +468,13 @@ pub fn remove_project(project: &str, timeout_seconds: u32) -> Result<()> {
             let _ = docker(&["volume", "rm", "--force", volume]);
         }
     }
-    let left = leftovers(project)?;
+    let left = remaining()?;
     if !left.is_empty() {
         bail!(
             "could not remove {} of compose project {project}: remove them with `docker compose \
-             --project-name {project} down --volumes`",
-            left.describe()
+             --project-name {project} down{}`",
+            left.describe(),
+            if volumes { " --volumes" } else { "" }
         );
     }
     Ok(())

@@ -144,6 +144,7 @@ mod tests {
             image: String::new(),
             ports: Default::default(),
             volumes: vec![],
+            config_hash: String::new(),
         }
     }
 

@@ -63,8 +63,10 @@ pub fn run(sh: &Shell, rounds: usize, dep_rounds: usize, poll: bool) -> Result<(
         });
     });
     let end = run_dev(&sh, &config, &args, poll, Some(script))?;
-    if matches!(end, super::session::End::Interrupted) {
-        return Err(crate::interrupt::Interrupted.into());
+    match end {
+        super::session::End::Interrupted => return Err(crate::interrupt::Interrupted.into()),
+        super::session::End::StackGone => anyhow::bail!("the bench's stack was removed under it"),
+        super::session::End::Done => {}
     }
     let figures = std::mem::replace(&mut *figures.lock().unwrap(), Ok(vec![]))?;
     println!("{}", table(&figures, poll));

@@ -367,45 +367,84 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     Ok(())
 }
 
-/// Says, before `up` runs, which services of the running stack it will recreate and why (compose
-/// recreates a container whose configuration hash or image changed), and that a service with a
-/// named volume (the database) keeps its data there.
+/// Says, before `up` runs, which services of the running stack it will recreate and why, and
+/// that a service with a named volume (the database) keeps its data there. Compose itself
+/// decides, in a dry run of the same `up` (its `config --hash` does not match the hashes it
+/// labels containers with when a service has a build section, so it cannot be asked instead).
 fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> {
-    let hashes = stack.config_hashes()?;
+    let out = stack.output(&[
+        "--dry-run",
+        "up",
+        "--detach",
+        "--no-build",
+        "--pull",
+        "never",
+        "--remove-orphans",
+    ])?;
+    if !out.status.success() {
+        // The real `up` reports the same failure, in full.
+        return Ok(());
+    }
+    let mut printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    printed.push_str(&String::from_utf8_lossy(&out.stderr));
+    let recreated: Vec<&String> = stack
+        .services
+        .iter()
+        .filter(|service| {
+            let name = format!("{}-{service}-", stack.project);
+            printed.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words
+                    .windows(3)
+                    .any(|w| w[0] == "Container" && w[1].starts_with(&name) && w[2] == "Recreate")
+            })
+        })
+        .collect();
+    if recreated.is_empty() {
+        eprintln!("up: the stack runs with this configuration already: nothing to recreate");
+        return Ok(());
+    }
     let services = session::services_config(stack)?;
     let mut changes = Vec::new();
-    for service in &stack.services {
-        let Some(c) = containers.iter().find(|c| &c.service == service) else {
+    for service in &recreated {
+        let Some(c) = containers.iter().find(|c| &c.service == *service) else {
             continue;
         };
-        let image = services[service]["image"].as_str().unwrap_or_default();
+        let image = services[service.as_str()]["image"]
+            .as_str()
+            .unwrap_or_default();
         let image_id = stack::docker(&["image", "inspect", "--format", "{{.Id}}", image])
             .map(|id| id.trim().to_string())
             .unwrap_or_default();
-        let why = if hashes.get(service) != Some(&c.config_hash) {
-            "its configuration changed"
-        } else if !image_id.is_empty() && image_id != c.image {
-            "its image changed"
+        let depends: Vec<&str> = services[service.as_str()]["depends_on"]
+            .as_object()
+            .map(|d| {
+                d.keys()
+                    .filter(|k| recreated.iter().any(|r| r == k))
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let why = if !image_id.is_empty() && image_id != c.image {
+            "its image changed".to_string()
+        } else if !depends.is_empty() {
+            format!("it depends on {}", depends.join(" and "))
         } else {
-            continue;
+            "its configuration changed".to_string()
         };
-        let kept: Vec<&String> = c.volumes.iter().filter(|v| !is_anonymous(v)).collect();
+        let kept: Vec<&str> = c
+            .volumes
+            .iter()
+            .filter(|v| !is_anonymous(v))
+            .map(String::as_str)
+            .collect();
         let data = match kept.is_empty() {
             true => String::new(),
-            false => format!(
-                "; its data stays in the volume {}",
-                kept.iter()
-                    .map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            false => format!("; its data stays in the volume {}", kept.join(", ")),
         };
         changes.push(format!("{service} ({why}{data})"));
     }
-    match changes.is_empty() {
-        true => eprintln!("up: the stack runs with this configuration already: nothing to recreate"),
-        false => eprintln!("up: recreating {}", changes.join(", ")),
-    }
+    eprintln!("up: recreating {}", changes.join(", "));
     Ok(())
 }
 
@@ -1198,10 +1237,7 @@ mod tests {
             fit_url("http://[::1]:8000", 9000),
             UrlFit::Moved("http://[::1]:9000".into())
         );
-        assert_eq!(
-            fit_url("https://todo.example.com", 3000),
-            UrlFit::Elsewhere
-        );
+        assert_eq!(fit_url("https://todo.example.com", 3000), UrlFit::Elsewhere);
         assert_eq!(fit_url("not a url", 3000), UrlFit::Elsewhere);
     }
 

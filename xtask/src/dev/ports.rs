@@ -14,9 +14,7 @@ pub fn taken(port: u16) -> Option<String> {
     // One at a time: a dual-stack [::] socket would collide with the IPv4 probe itself. Only
     // "in use" counts: a host without IPv6 refuses the [::] bind for another reason. Each probe
     // is closed before the next and before the holder is looked for.
-    let in_use = |ip: IpAddr| {
-        matches!(TcpListener::bind((ip, port)), Err(e) if e.kind() == ErrorKind::AddrInUse)
-    };
+    let in_use = |ip: IpAddr| matches!(TcpListener::bind((ip, port)), Err(e) if e.kind() == ErrorKind::AddrInUse);
     if !in_use(Ipv4Addr::UNSPECIFIED.into()) && !in_use(Ipv6Addr::UNSPECIFIED.into()) {
         return None;
     }
@@ -33,9 +31,7 @@ pub fn holder(port: u16) -> Option<String> {
         return Some(format!("something listens on {address}"));
     };
     let hint = match name.as_str() {
-        "docker-proxy" => format!(
-            " for a container: `docker ps --filter publish={port}` names it"
-        ),
+        "docker-proxy" => format!(" for a container: `docker ps --filter publish={port}` names it"),
         _ => String::new(),
     };
     Some(format!("pid {pid} ({name}) listens on {address}{hint}"))
@@ -88,7 +84,11 @@ fn parse_line(line: &str, v6: bool) -> Option<(SocketAddr, u64)> {
 fn process_of(inode: u64) -> Option<(u32, String)> {
     let target = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {

@@ -336,7 +336,7 @@ impl<'a> Session<'a> {
         let found = recent.and_then(|lines| {
             lines
                 .iter()
-                .filter(|(at, _)| since.map_or(true, |s| *at >= s))
+                .filter(|(at, _)| since.is_none_or(|s| *at >= s))
                 .find_map(|(_, line)| failing_file(line).map(|file| (file, line.clone())))
         });
         let message = match found {
@@ -915,10 +915,19 @@ mod tests {
     #[test]
     fn the_failing_file_is_read_from_compiler_lines() {
         for (line, file) in [
-            (" \u{1b}[31m⨯\u{1b}[39m ./app/page.tsx:12:3", Some("app/page.tsx")),
+            (
+                " \u{1b}[31m⨯\u{1b}[39m ./app/page.tsx:12:3",
+                Some("app/page.tsx"),
+            ),
             ("Error: Turbopack build failed with 1 errors:", None),
-            ("./components/todo-list.tsx (4:7)", Some("components/todo-list.tsx")),
-            ("  at /app/app/todos/page.tsx:3:1", Some("app/todos/page.tsx")),
+            (
+                "./components/todo-list.tsx (4:7)",
+                Some("components/todo-list.tsx"),
+            ),
+            (
+                "  at /app/app/todos/page.tsx:3:1",
+                Some("app/todos/page.tsx"),
+            ),
             ("./node_modules/next/dist/x.js:1:1", None),
             (" GET / 500 in 120ms", None),
             ("see https://nextjs.org/docs/messages/x.js", None),

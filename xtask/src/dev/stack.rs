@@ -166,18 +166,6 @@ impl Stack {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The hash compose computes of each service's configuration: the same value it stores in the
-    /// `com.docker.compose.config-hash` label of the container, and compares to decide whether
-    /// `up` recreates it.
-    pub fn config_hashes(&self) -> Result<BTreeMap<String, String>> {
-        let out = self.run(&["config", "--hash", "*"])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(service, hash)| (service.to_string(), hash.trim().to_string()))
-            .collect())
-    }
-
     /// The state of every container of the project.
     pub fn ps(&self) -> Result<Vec<PsEntry>> {
         let out = docker(&[
@@ -214,8 +202,6 @@ pub struct PsEntry {
     pub ports: BTreeMap<u16, u16>,
     /// Names of the volumes mounted (anonymous ones included).
     pub volumes: Vec<String>,
-    /// The hash of the configuration compose created the container from.
-    pub config_hash: String,
 }
 
 #[derive(Deserialize)]
@@ -321,10 +307,6 @@ impl From<Inspect> for PsEntry {
             created: c.created,
             image: c.image,
             ports,
-            config_hash: labels
-                .get("com.docker.compose.config-hash")
-                .cloned()
-                .unwrap_or_default(),
             volumes: c
                 .mounts
                 .into_iter()

@@ -144,7 +144,6 @@ mod tests {
             image: String::new(),
             ports: Default::default(),
             volumes: vec![],
-            config_hash: String::new(),
         }
     }
 

@@ -5,6 +5,7 @@ mod bases;
 mod bench;
 mod build;
 mod config;
+mod deploy;
 mod dev;
 mod doctor;
 mod engine;
@@ -39,6 +40,8 @@ enum Cmd {
     Bench(bench::BenchCmd),
     /// Build both images in parallel, tag, label and measure them against their budgets.
     Build(build::BuildCmd),
+    /// Render, check and apply a release's Kubernetes manifests.
+    Deploy(deploy::DeployCmd),
     /// Run the whole stack in containers with sources watched and reloaded.
     Dev(dev::DevCmd),
     /// Stop the production stack that `up` started.
@@ -67,6 +70,7 @@ fn main() {
         match cli.cmd {
             Cmd::Bench(cmd) => cmd.run(&sh),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Deploy(cmd) => cmd.run(&sh, &config()?),
             Cmd::Dev(cmd) => cmd.run(&sh, &config()?),
             Cmd::Down(cmd) => cmd.run(&sh, &config()?),
             Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),

@@ -135,6 +135,15 @@ where
     Report::new(None, validated.problems, validated.vars, &validated.secrets)
 }
 
+/// True when `value`, set as `name`, holds something env/rules.rs keeps secret (the whole value,
+/// or a connection URL's password): such a variable belongs in a Secret, never a ConfigMap.
+pub fn is_secret_value(name: &str, value: &str) -> bool {
+    rules::rule_for(name).is_some_and(|rule| {
+        rule.secrecy != rules::Secrecy::Plain
+            && !rules::secret_parts(rule.secrecy, value).is_empty()
+    })
+}
+
 fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
     let shown = path.display();
     let template = "create it from the template: `cp env/.env.example .env` (from the repository \

@@ -206,6 +206,15 @@ impl Report {
             .map(|v| v.value.as_str())
     }
 
+    /// Every variable with its value and whether it is secret, for `deploy`, which generates a
+    /// Kubernetes Secret from the secret ones and a ConfigMap from the rest. The caller holds
+    /// secret values only to hand them to kustomize, never to print them.
+    pub fn deployable_values(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.vars
+            .iter()
+            .map(|(name, var)| (name.as_str(), var.value.as_str(), var.secret))
+    }
+
     /// The name the text report uses for where the values came from.
     fn source(&self) -> String {
         match &self.file {

@@ -402,7 +402,7 @@ fn percent_decode(text: &str) -> String {
 
 /// Every string that must not appear in a report for this value. The placeholder is no secret,
 /// and scrubbing it would garble the message that names it.
-fn secret_parts(secrecy: Secrecy, value: &str) -> Vec<String> {
+pub(super) fn secret_parts(secrecy: Secrecy, value: &str) -> Vec<String> {
     let parts = match secrecy {
         Secrecy::Plain => vec![],
         Secrecy::Secret => vec![value.to_string()],

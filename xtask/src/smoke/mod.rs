@@ -10,8 +10,8 @@
 //! [`structure`], [`secrets`] and [`lint`] check the images, [`report`] gathers the rows, and
 //! `expect.toml` holds every limit the spec sets.
 
-mod expect;
-mod lint;
+pub(crate) mod expect;
+pub(crate) mod lint;
 mod probe;
 mod report;
 mod secrets;

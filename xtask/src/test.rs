@@ -37,6 +37,10 @@ impl TestCmd {
             eprintln!("Docker Engine {version} is up; running the Rust tests");
             // The release tests push to a real registry, Debian's distribution registry.
             engine::ensure_program(sh, "docker-registry", "docker-registry")?;
+            // `deploy` installs these itself; installed here, before the tests run in parallel,
+            // so that two test binaries never run apt-get at once.
+            engine::ensure_trixie_program(sh, "kustomize", "kustomize")?;
+            engine::ensure_trixie_program(sh, "kubectl", "kubernetes-client")?;
             let args = &self.cargo_args;
             if cmd!(
                 sh,

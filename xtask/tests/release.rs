@@ -370,6 +370,15 @@ impl Project {
         command
     }
 
+    /// `cargo xtask ARGS` in the copy.
+    fn xtask(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(&self.dir.0)
+            .output()
+            .unwrap()
+    }
+
     fn release(&self, args: &[&str], registry: Option<&str>, env: &[(&str, &str)]) -> Output {
         self.command(args, registry, env).output().unwrap()
     }
@@ -785,6 +794,63 @@ fn assert_released(project: &Project, registry: &Registry, record: &serde_json::
     assert_eq!(project.git(&["status", "--porcelain"]), "");
 }
 
+/// The release's Kubernetes overlay pins exactly the digests the registry holds for its version
+/// tag, never a tag; `deploy render` shows them without the env file's secrets, and `deploy
+/// check` passes on the manifests.
+fn assert_deployable(project: &Project, registry: &Registry, record: &serde_json::Value) {
+    let overlay = project.path("target/releases/v1.0.1/kustomization.yaml");
+    let written = std::fs::read_to_string(&overlay).expect("the release wrote no overlay");
+    let overlay: serde_json::Value = serde_yaml::from_str(&written).unwrap();
+    assert_eq!(
+        overlay["labels"][0]["pairs"]["app.kubernetes.io/version"],
+        "1.0.1"
+    );
+    let images = overlay["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{written}");
+    for image in record["images"].as_array().unwrap() {
+        let service = image["service"].as_str().unwrap();
+        let name = format!("todo/todo-{service}");
+        let (digest, _) = registry.manifest(&name, "v1.0.1").unwrap();
+        let entry = images
+            .iter()
+            .find(|i| i["name"] == format!("todo-{service}").as_str())
+            .unwrap_or_else(|| panic!("no images: entry for todo-{service}:\n{written}"));
+        let repository = format!("127.0.0.1:{}/{name}", registry.port);
+        assert_eq!(entry["newName"], repository.as_str(), "{written}");
+        assert_eq!(entry["digest"], digest.as_str(), "{written}");
+        assert!(entry.get("newTag").is_none(), "{written}");
+    }
+
+    let out = project.xtask(&["deploy", "render", "v1.0.1"]);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for image in record["images"].as_array().unwrap() {
+        let pinned = image["pinned"].as_str().unwrap();
+        assert!(shown.contains(&format!("image: {pinned}\n")), "{shown}");
+    }
+    let env = std::fs::read_to_string(fixture("valid.env")).unwrap();
+    for secret in ["BETTER_AUTH_SECRET", "OPENAI_API_KEY", "DATABASE_URL"] {
+        let value = env
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{secret}=")))
+            .unwrap();
+        assert!(!shown.contains(value), "render shows {secret}:\n{shown}");
+        assert!(
+            shown.contains(&format!("  {secret}: '<redacted: ")),
+            "{shown}"
+        );
+    }
+
+    let out = project.xtask(&["deploy", "check", "v1.0.1"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("deploy check v1.0.1: 7 objects pass"));
+}
+
 #[test]
 fn a_release_builds_checks_pushes_verifies_records_and_tags() {
     let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
@@ -805,6 +871,7 @@ fn a_release_builds_checks_pushes_verifies_records_and_tags() {
     for image in record["images"].as_array().unwrap() {
         assert!(image["build_seconds"].as_f64().is_some());
     }
+    assert_deployable(&project, &registry, &record);
 
     // Done is done: the same release again is refused and changes nothing.
     let out = project.release(&["v1.0.1"], None, &[]);

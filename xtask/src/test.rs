@@ -39,8 +39,8 @@ impl TestCmd {
             engine::ensure_program(sh, "docker-registry", "docker-registry")?;
             // `deploy` installs these itself; installed here, before the tests run in parallel,
             // so that two test binaries never run apt-get at once.
-            engine::ensure_trixie_program(sh, "kustomize", "kustomize")?;
-            engine::ensure_trixie_program(sh, "kubectl", "kubernetes-client")?;
+            engine::ensure_program(sh, "kustomize", "kustomize/trixie")?;
+            engine::ensure_program(sh, "kubectl", "kubernetes-client/trixie")?;
             let args = &self.cargo_args;
             if cmd!(
                 sh,

@@ -15,50 +15,53 @@ pub const BASE_DIR: &str = "deploy/base";
 /// The file kustomize reads in a folder.
 pub const KUSTOMIZATION: &str = "kustomization.yaml";
 
-/// One released image: its service, the repository it was pushed to and the manifest digest.
-pub struct Pinned<'a> {
-    pub service: &'a str,
-    pub repository: &'a str,
-    pub digest: &'a str,
-}
-
 /// The overlay folder of a release record: `target/releases/v1.0.1.json` → `target/releases/v1.0.1`.
 pub fn dir_of(record_file: &Path) -> PathBuf {
     record_file.with_extension("")
 }
 
-/// Writes the overlay of a release beside its record (`record_file`, relative to `root`) and
-/// returns its folder, relative to `root`.
-pub fn write(
+/// Writes the overlay of release `tag` (`v1.0.1`) beside its record (`record_file`, relative to
+/// `root`). `images` are (service, repository, digest) of every image pushed.
+pub fn write<'a>(
     root: &Path,
     record_file: &Path,
-    version: &str,
+    tag: &str,
     config: &Config,
-    images: &[Pinned],
-) -> Result<PathBuf> {
+    images: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<()> {
     let dir = dir_of(record_file);
-    let text = kustomization(&dir, version, config, images)?;
+    let images: Vec<_> = images.into_iter().collect();
+    let text = kustomization(&dir, tag.trim_start_matches('v'), config, &images)?;
     let path = root.join(&dir).join(KUSTOMIZATION);
     std::fs::create_dir_all(root.join(&dir))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(dir)
+    eprintln!(
+        "wrote the deploy overlay {}/ (`cargo xtask deploy check {tag}`)",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// The overlay's kustomization, for an overlay in `dir` (relative to the project root).
-fn kustomization(dir: &Path, version: &str, config: &Config, images: &[Pinned]) -> Result<String> {
+fn kustomization(
+    dir: &Path,
+    version: &str,
+    config: &Config,
+    images: &[(&str, &str, &str)],
+) -> Result<String> {
     let images: Vec<serde_json::Value> = images
         .iter()
-        .map(|pinned| {
+        .map(|&(service, repository, digest)| {
             let image = config
                 .images
                 .iter()
-                .find(|i| i.service == pinned.service)
-                .with_context(|| format!("project.toml has no service {}", pinned.service))?;
+                .find(|i| i.service == service)
+                .with_context(|| format!("project.toml has no service {service}"))?;
             Ok(json!({
                 "name": image.image,
-                "newName": pinned.repository,
-                "digest": pinned.digest,
+                "newName": repository,
+                "digest": digest,
             }))
         })
         .collect::<Result<_>>()?;
@@ -97,14 +100,10 @@ mod tests {
         let config =
             Config::load(&crate::project_root().join(crate::config::DEFAULT_FILE)).unwrap();
         let digest = format!("sha256:{}", "b".repeat(64));
-        let images: Vec<Pinned> = config
+        let images: Vec<_> = config
             .images
             .iter()
-            .map(|i| Pinned {
-                service: &i.service,
-                repository: "localhost:5000/todo/x",
-                digest: &digest,
-            })
+            .map(|i| (i.service.as_str(), "localhost:5000/todo/x", digest.as_str()))
             .collect();
         let dir = dir_of(Path::new("target/releases/v1.0.1.json"));
         assert_eq!(dir, Path::new("target/releases/v1.0.1"));

@@ -268,23 +268,12 @@ impl ReleaseCmd {
 
         let root = sh.current_dir();
         record::write(&root, &plan.record_file, &record)?;
-        // The Kubernetes overlay beside the record: deploy/base with these digests (`deploy`).
-        let pinned: Vec<_> = record
+        // The Kubernetes overlay beside the record: deploy/base pinned to these digests.
+        let pinned = record
             .images
             .iter()
-            .map(|i| overlay::Pinned {
-                service: &i.service,
-                repository: &i.repository,
-                digest: &i.digest,
-            })
-            .collect();
-        let overlay_dir =
-            overlay::write(&root, &plan.record_file, &record.version, config, &pinned)?;
-        eprintln!(
-            "wrote the deploy overlay {}/ (`cargo xtask deploy check {}`)",
-            overlay_dir.display(),
-            plan.tag
-        );
+            .map(|i| (&*i.service, &*i.repository, &*i.digest));
+        overlay::write(&root, &plan.record_file, &plan.tag, config, pinned)?;
         if let Some(tag) = &plan.git_tag {
             let message = record::tag_message(&record, &plan.record_file);
             cmd!(sh, "git tag -a {tag} -m {message}")

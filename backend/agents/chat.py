@@ -5,8 +5,15 @@ appends the user's message, and lets the model answer; each tool call the model
 makes is sent to the todo MCP server through an MCP client session, and the
 result goes back to the model until it answers in plain language. Every message
 of the turn (the user's, the model's tool requests, the tool results, the reply)
-is stored, so the next request, on any server process, continues from the
-database alone.
+is stored in one transaction at the end, so the next request, on any server
+process, continues from the database alone, and a turn is stored whole or not
+at all.
+
+Every kind of work a turn can cause is bounded (:class:`ChatLimits`, from the
+settings): turns per user per minute, model rounds, tool calls per model
+response and per turn, the bytes of one tool result sent back to the model, and
+the bytes of history replayed. A model that is confused or prompt-injected can
+make a turn end early; it cannot make it enormous.
 
 The model never sees or chooses whose todos it touches: the tools' ``user_id``
 argument is removed from the schemas the model is shown and filled in from the
@@ -16,7 +23,10 @@ authenticated request on every call.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -25,17 +35,32 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from openai import AsyncOpenAI
 from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from agents.config import AgentConfig
-from app.models import ID_MAX, Conversation, Message, utcnow
+from app.models import ID_MAX, ChatTurnStart, Conversation, Message, utcnow
+from app.todos import lock_user
 
-# Tool rounds per turn: enough for "list, then complete two tasks"; a model that keeps
-# calling tools past this is looping, and the turn ends with a message saying so.
-MAX_TOOL_ROUNDS = 6
-# Messages of earlier turns replayed to the model: bounds the prompt of a long conversation.
-HISTORY_LIMIT = 40
 USER_ARGUMENT = "user_id"
+# Rows read per query while walking a conversation's history backwards.
+HISTORY_BATCH = 100
+RATE_WINDOW = timedelta(minutes=1)
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """The bounds on one turn; the defaults are the settings' defaults (app/config.py)."""
+
+    # Model rounds: enough for "list, then complete two tasks"; a model that keeps calling
+    # tools past this is looping, and the turn ends with a message saying so.
+    max_tool_rounds: int = 6
+    max_tool_calls_per_response: int = 8
+    max_tool_calls_per_turn: int = 16
+    tool_result_max_bytes: int = 8 * 1024
+    history_max_bytes: int = 32 * 1024
+    turns_per_minute: int = 20
 
 
 class ChatError(Exception):
@@ -44,6 +69,56 @@ class ChatError(Exception):
 
 class ConversationNotFound(LookupError):
     pass
+
+
+class TooManyTurns(Exception):
+    """The user started ``turns_per_minute`` turns in the last minute already."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"at most {limit} chat turns per minute (CHAT_TURNS_PER_MINUTE); "
+            f"try again in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+def clean_text(value: str) -> str:
+    """``value`` without lone UTF-16 surrogates, which a model's JSON may carry ("\\ud800")
+    and which no UTF-8 text can hold: each becomes U+FFFD, the replacement character."""
+    return LONE_SURROGATE.sub("\ufffd", value)
+
+
+def clean(value: Any) -> Any:
+    """``clean_text`` applied to every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    return value
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, with a note for the model saying so."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    note = (
+        f"\n[truncated: this result is {len(data)} bytes, only the first {{kept}} are shown; "
+        "ask for less, e.g. list_tasks with a status or an offset]"
+    )
+    room = max(max_bytes - len(note.format(kept=max_bytes).encode()), 0)
+    kept = data[:room].decode("utf-8", errors="ignore")
+    return kept + note.format(kept=len(kept.encode()))
+
+
+def message_bytes(message: Message) -> int:
+    """What replaying a stored message costs, in bytes of its text and tool calls."""
+    size = len(message.content.encode("utf-8", errors="replace"))
+    if message.tool_calls:
+        size += len(json.dumps(message.tool_calls))
+    return size
 
 
 @dataclass
@@ -70,15 +145,27 @@ def to_openai(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.content}
 
 
-def trim_history(messages: list[Message], limit: int = HISTORY_LIMIT) -> list[Message]:
-    """The last ``limit`` messages that the model accepts as a history.
+def within_bytes(newest_first: list[Message], max_bytes: int) -> list[Message]:
+    """The most recent messages whose replay fits in ``max_bytes``, oldest first."""
+    kept: list[Message] = []
+    total = 0
+    for message in newest_first:
+        total += message_bytes(message)
+        if total > max_bytes:
+            break
+        kept.append(message)
+    return kept[::-1]
+
+
+def trim_history(messages: list[Message], limit: int | None = None) -> list[Message]:
+    """The (last ``limit``) messages that the model accepts as a history.
 
     The chat completions API rejects a tool result without the assistant message that
     asked for it, and an assistant's tool request without an answer for every call. So
     the history starts at a user message, and a tool request left unanswered (a turn
     that failed halfway) is dropped together with the answers it did get.
     """
-    recent = messages[-limit:] if limit > 0 else []
+    recent = messages if limit is None else (messages[-limit:] if limit > 0 else [])
     while recent and recent[0].role != "user":
         recent = recent[1:]
     kept: list[Message] = []
@@ -158,50 +245,94 @@ class TodoAgent:
         server: MCPServer,
         engine: Engine,
         *,
-        max_tool_rounds: int = MAX_TOOL_ROUNDS,
-        history_limit: int = HISTORY_LIMIT,
+        limits: ChatLimits | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.server = server
         self.engine = engine
-        self.max_tool_rounds = max_tool_rounds
-        self.history_limit = history_limit
+        self.limits = limits or ChatLimits()
 
     # ---- the database side (synchronous, run in a worker thread) ----
 
-    def _start_turn(self, user_id: str, conversation_id: int | None, text: str) -> tuple[int, list[dict[str, Any]]]:
+    def _start_turn(self, user_id: str, conversation_id: int | None) -> list[dict[str, Any]]:
+        """Counts the turn against the user's rate and returns the history to replay. Nothing
+        of the conversation is written here: the turn is stored whole by :meth:`_save`."""
+        with Session(self.engine) as session:
+            self._count_turn(session, user_id)
+            if conversation_id is None:
+                session.commit()
+                return []
+            conversation = session.get(Conversation, conversation_id) if 1 <= conversation_id <= ID_MAX else None
+            if conversation is None or conversation.user_id != user_id:
+                # The refused turn is not counted.
+                session.rollback()
+                raise ConversationNotFound(f"conversation {conversation_id} not found")
+            history = self._history(session, conversation_id)
+            session.commit()
+            return history
+
+    def _count_turn(self, session: Session, user_id: str) -> None:
+        """Records a turn start, or raises TooManyTurns. In the database, so that the limit
+        holds across server processes; a per-user lock keeps concurrent turns from racing it."""
+        lock_user(session, user_id, "chat-turns")
+        since = utcnow() - RATE_WINDOW
+        session.exec(delete(ChatTurnStart).where(col(ChatTurnStart.started_at) < since))  # type: ignore[call-overload]
+        count, oldest = session.exec(
+            select(func.count(), func.min(ChatTurnStart.started_at))
+            .where(ChatTurnStart.user_id == user_id)
+            .where(col(ChatTurnStart.started_at) >= since)
+        ).one()
+        limit = self.limits.turns_per_minute
+        if count >= limit:
+            session.rollback()
+            wait = (oldest + RATE_WINDOW - utcnow()).total_seconds() if oldest else 1
+            raise TooManyTurns(limit, max(1, math.ceil(wait)))
+        session.add(ChatTurnStart(user_id=user_id))
+        session.flush()
+
+    def _history(self, session: Session, conversation_id: int) -> list[dict[str, Any]]:
+        """The conversation's latest messages that fit in ``history_max_bytes``, read newest
+        first in batches, so a long conversation costs a few small queries."""
+        budget = self.limits.history_max_bytes
+        newest_first: list[Message] = []
+        used = 0
+        before: int | None = None
+        while used <= budget:
+            query = select(Message).where(Message.conversation_id == conversation_id)
+            if before is not None:
+                query = query.where(col(Message.id) < before)
+            batch = list(session.exec(query.order_by(col(Message.id).desc()).limit(HISTORY_BATCH)))
+            for message in batch:
+                used += message_bytes(message)
+                newest_first.append(message)
+                if used > budget:
+                    break
+            if len(batch) < HISTORY_BATCH:
+                break
+            before = batch[-1].id
+        return [to_openai(m) for m in trim_history(within_bytes(newest_first, budget))]
+
+    def _save(
+        self, user_id: str, conversation_id: int | None, text: str, messages: list[dict[str, Any]]
+    ) -> int:
+        """Stores the user's message and every message of the turn in one transaction, in a new
+        conversation when ``conversation_id`` is None; returns the conversation's id."""
         with Session(self.engine) as session:
             if conversation_id is None:
                 conversation = Conversation(user_id=user_id)
                 session.add(conversation)
                 session.flush()
             else:
-                conversation = session.get(Conversation, conversation_id) if 1 <= conversation_id <= ID_MAX else None
+                conversation = session.get(Conversation, conversation_id)
                 if conversation is None or conversation.user_id != user_id:
                     raise ConversationNotFound(f"conversation {conversation_id} not found")
             assert conversation.id is not None
-            earlier = list(
-                session.exec(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id)
-                    .order_by(col(Message.id).desc())
-                    .limit(self.history_limit)
-                )
-            )[::-1]
-            history = [to_openai(m) for m in trim_history(earlier, self.history_limit)]
             session.add(Message(conversation_id=conversation.id, user_id=user_id, role="user", content=text))
-            conversation.updated_at = utcnow()
-            session.add(conversation)
-            session.commit()
-            return conversation.id, history
-
-    def _save(self, conversation_id: int, user_id: str, messages: list[dict[str, Any]]) -> None:
-        with Session(self.engine) as session:
             for m in messages:
                 session.add(
                     Message(
-                        conversation_id=conversation_id,
+                        conversation_id=conversation.id,
                         user_id=user_id,
                         role=m["role"],
                         content=m.get("content") or "",
@@ -209,18 +340,15 @@ class TodoAgent:
                         tool_call_id=m.get("tool_call_id"),
                     )
                 )
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is not None:
-                conversation.updated_at = utcnow()
-                session.add(conversation)
+            conversation.updated_at = utcnow()
+            session.add(conversation)
             session.commit()
+            return conversation.id
 
     # ---- one turn ----
 
     async def chat(self, user_id: str, text: str, conversation_id: int | None = None) -> ChatTurn:
-        conversation_id, history = await anyio.to_thread.run_sync(
-            self._start_turn, user_id, conversation_id, text
-        )
+        history = await anyio.to_thread.run_sync(self._start_turn, user_id, conversation_id)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.config.instructions},
             *history,
@@ -241,9 +369,9 @@ class TodoAgent:
             reply = "I stopped after too many tool calls in one turn; please rephrase the request."
         if reply is not None:
             new.append({"role": "assistant", "content": reply})
-        # Whatever happened before a failure is stored too: the tools' effects are real.
-        if new:
-            await anyio.to_thread.run_sync(self._save, conversation_id, user_id, new)
+        # Whatever happened before a failure is stored too, in the same one transaction: the
+        # tools' effects are real, and the next turn's model should know about them.
+        conversation_id = await anyio.to_thread.run_sync(self._save, user_id, conversation_id, text, new)
         if failure is not None:
             raise failure
         assert reply is not None
@@ -258,37 +386,65 @@ class TodoAgent:
         actions: list[ToolAction],
     ) -> str | None:
         """Lets the model call tools until it answers in words; None when it never does."""
+        limits = self.limits
         tools = model_tools((await mcp.list_tools()).tools)
         known = {t["function"]["name"] for t in tools}
-        for _ in range(self.max_tool_rounds):
+        calls_left = limits.max_tool_calls_per_turn
+        for _ in range(limits.max_tool_rounds):
             message = await self._complete(messages, tools)
             calls = message.tool_calls or []
             if not calls:
-                return (message.content or "").strip() or "Done."
+                return clean_text((message.content or "").strip()) or "Done."
             request = {
                 "role": "assistant",
-                "content": message.content or None,
+                "content": clean_text(message.content) if message.content else None,
                 "tool_calls": [
                     {
-                        "id": c.id,
+                        "id": clean_text(c.id),
                         "type": "function",
-                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                        "function": {
+                            "name": clean_text(c.function.name),
+                            "arguments": clean_text(c.function.arguments or ""),
+                        },
                     }
                     for c in calls
                 ],
             }
             messages.append(request)
             new.append(request)
-            for call in calls:
-                action = await self._call_tool(mcp, known, user_id, call.function.name, call.function.arguments)
+            refused_for_turn = False
+            # Every call asked for gets an answer (the API requires one per call id); those past
+            # a limit are answered with a refusal instead of being run.
+            for index, call in enumerate(request["tool_calls"]):
+                name, arguments = call["function"]["name"], call["function"]["arguments"]
+                if index >= limits.max_tool_calls_per_response:
+                    action = ToolAction(
+                        name, {}, False,
+                        f"not run: at most {limits.max_tool_calls_per_response} tool calls per response",
+                    )
+                elif calls_left <= 0:
+                    refused_for_turn = True
+                    action = ToolAction(
+                        name, {}, False,
+                        f"not run: at most {limits.max_tool_calls_per_turn} tool calls per turn",
+                    )
+                else:
+                    calls_left -= 1
+                    action = await self._call_tool(mcp, known, user_id, name, arguments)
                 actions.append(action)
+                content = json.dumps(action.result if action.ok else {"error": action.result}, default=str)
                 answer = {
                     "role": "tool",
-                    "tool_call_id": call.id,
-                    "content": json.dumps(action.result if action.ok else {"error": action.result}, default=str),
+                    "tool_call_id": call["id"],
+                    "content": truncate_utf8(content, limits.tool_result_max_bytes),
                 }
                 messages.append(answer)
                 new.append(answer)
+            if refused_for_turn:
+                return (
+                    f"I stopped after {limits.max_tool_calls_per_turn} tool calls in one turn; "
+                    "please ask for less at a time."
+                )
         return None
 
     async def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
@@ -308,7 +464,7 @@ class TodoAgent:
         self, mcp: Client, known: set[str], user_id: str, name: str, arguments: str
     ) -> ToolAction:
         try:
-            args = json.loads(arguments or "{}")
+            args = clean(json.loads(arguments or "{}"))
         except json.JSONDecodeError:
             return ToolAction(name, {}, False, "the arguments were not valid JSON")
         if not isinstance(args, dict):
@@ -317,7 +473,7 @@ class TodoAgent:
         if name not in known:
             return ToolAction(name, args, False, f"there is no tool named {name!r}")
         result = await mcp.call_tool(name, {**args, USER_ARGUMENT: user_id})
-        payload = tool_payload(result)
+        payload = clean(tool_payload(result))
         if not result.is_error:
             return ToolAction(name, args, True, payload)
         # The SDK words a failure "Error executing tool NAME: REASON"; the reason is what counts.

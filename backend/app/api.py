@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +20,7 @@ from agents.chat import ConversationNotFound
 from app import todos
 from app.auth import CurrentUser, authenticate
 from app.models import ID_MAX, Conversation, Message
+from app.todos import has_lone_surrogate
 from app.schemas import (
     ChatRequest,
     ChatResponse,
@@ -48,18 +49,57 @@ def db_session(request: Request) -> Iterator[Session]:
 User = Annotated[CurrentUser, Depends(current_user)]
 Db = Annotated[Session, Depends(db_session)]
 
+# The header that says where the next page starts; absent on the last page.
+NEXT_OFFSET = "X-Next-Offset"
+NEXT_BEFORE = "X-Next-Before"
+
+
+def page_size(
+    request: Request,
+    limit: Annotated[int | None, Query(ge=1, description="items per page (LIST_PAGE_SIZE by default)")] = None,
+) -> int:
+    """The page size asked for, LIST_PAGE_SIZE when none, never above LIST_PAGE_SIZE_MAX."""
+    settings = request.app.state.settings
+    if limit is None:
+        return int(settings.list_page_size)
+    if limit > settings.list_page_size_max:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"limit: must be at most {settings.list_page_size_max} (LIST_PAGE_SIZE_MAX)",
+        )
+    return limit
+
+
+Limit = Annotated[int, Depends(page_size)]
+Offset = Annotated[int, Query(ge=0, le=ID_MAX, description="items to skip")]
+
+
+def one_page(rows: list, limit: int, offset: int, response: Response) -> list:  # type: ignore[type-arg]
+    """The first ``limit`` of ``rows`` (fetched as ``limit + 1``); sets the next page's offset."""
+    if len(rows) > limit:
+        response.headers[NEXT_OFFSET] = str(offset + limit)
+    return rows[:limit]
+
 
 @router.get("/todos", response_model=list[TodoOut], tags=["todos"])
 def list_todos(
-    user: User, db: Db, status: Literal["all", "pending", "completed"] = "all"
+    user: User,
+    db: Db,
+    response: Response,
+    limit: Limit,
+    offset: Offset = 0,
+    status: Literal["all", "pending", "completed"] = "all",
 ) -> list[TodoOut]:
-    """The caller's todos, oldest first; ``status`` keeps only pending or completed ones."""
-    return [TodoOut.of(t) for t in todos.list_tasks(db, user.id, status)]
+    """One page of the caller's todos, oldest first; ``status`` keeps only pending or completed
+    ones. ``X-Next-Offset`` names the next page's offset when there is one."""
+    rows = todos.list_tasks(db, user.id, status, limit=limit + 1, offset=offset)
+    return [TodoOut.of(t) for t in one_page(rows, limit, offset, response)]
 
 
 @router.post("/todos", response_model=TodoOut, status_code=status.HTTP_201_CREATED, tags=["todos"])
-def create_todo(body: TodoCreate, user: User, db: Db) -> TodoOut:
-    return TodoOut.of(todos.create_task(db, user.id, body.title, body.description))
+def create_todo(body: TodoCreate, request: Request, user: User, db: Db) -> TodoOut:
+    most = request.app.state.settings.todos_per_user_max
+    return TodoOut.of(todos.create_task(db, user.id, body.title, body.description, max_per_user=most))
 
 
 @router.get("/todos/{task_id}", response_model=TodoOut, tags=["todos"])
@@ -100,6 +140,11 @@ async def chat(body: ChatRequest, request: Request, user: User) -> ChatResponse:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not be blank")
     if "\x00" in body.message:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not contain NUL characters")
+    if has_lone_surrogate(body.message):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="message must be valid Unicode text (it holds half of a UTF-16 surrogate pair)",
+        )
     schema = request.app.state.schema
     if not schema.ready:
         await run_in_threadpool(schema.ensure)
@@ -112,27 +157,48 @@ async def chat(body: ChatRequest, request: Request, user: User) -> ChatResponse:
 
 
 @router.get("/conversations", response_model=list[ConversationOut], tags=["chat"])
-def list_conversations(user: User, db: Db) -> list[ConversationOut]:
-    """The caller's conversations, most recently active first."""
-    rows = db.exec(
-        select(Conversation)
-        .where(Conversation.user_id == user.id)
-        .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+def list_conversations(user: User, db: Db, response: Response, limit: Limit, offset: Offset = 0) -> list[ConversationOut]:
+    """One page of the caller's conversations, most recently active first."""
+    rows = list(
+        db.exec(
+            select(Conversation)
+            .where(Conversation.user_id == user.id)
+            .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+            .offset(offset)
+            .limit(limit + 1)
+        )
     )
-    return [ConversationOut(id=c.id, created_at=c.created_at, updated_at=c.updated_at) for c in rows]  # type: ignore[arg-type]
+    return [
+        ConversationOut(id=c.id, created_at=c.created_at, updated_at=c.updated_at)  # type: ignore[arg-type]
+        for c in one_page(rows, limit, offset, response)
+    ]
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=list[MessageOut], tags=["chat"])
-def conversation_messages(conversation_id: int, user: User, db: Db) -> list[MessageOut]:
-    """What the user and the assistant said, in order (the tool traffic stays internal)."""
+def conversation_messages(
+    conversation_id: int,
+    user: User,
+    db: Db,
+    response: Response,
+    limit: Limit,
+    before: Annotated[int | None, Query(ge=1, description="only messages with a smaller id")] = None,
+) -> list[MessageOut]:
+    """What the user and the assistant said, in order (the tool traffic stays internal): the
+    latest ``limit`` messages, or those before the message id ``before``. ``X-Next-Before``
+    names the id to ask before for the page of older ones, when there are any."""
     conversation = db.get(Conversation, conversation_id) if 1 <= conversation_id <= ID_MAX else None
     if conversation is None or conversation.user_id != user.id:
         raise ConversationNotFound(f"conversation {conversation_id} not found")
-    rows = db.exec(
+    query = (
         select(Message)
         .where(Message.conversation_id == conversation_id)
         .where(col(Message.role).in_(("user", "assistant")))
         .where(Message.content != "")
-        .order_by(col(Message.id))
     )
-    return [MessageOut(id=m.id, role=m.role, content=m.content, created_at=m.created_at) for m in rows]  # type: ignore[arg-type]
+    if before is not None:
+        query = query.where(col(Message.id) < min(before, ID_MAX))
+    rows = list(db.exec(query.order_by(col(Message.id).desc()).limit(limit + 1)))
+    if len(rows) > limit:
+        rows = rows[:limit]
+        response.headers[NEXT_BEFORE] = str(rows[-1].id)
+    return [MessageOut(id=m.id, role=m.role, content=m.content, created_at=m.created_at) for m in reversed(rows)]  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VERSION = "0.0.0"
@@ -58,6 +58,34 @@ class Settings(BaseSettings):
     # Unset or blank means OpenAI itself.
     openai_base_url: str | None = None
     app_version: str = DEFAULT_VERSION
+
+    # ---- Bounds on the work one request may cause. Each has a default; see the README's
+    # "Limits" table. A value below 1 is refused at startup like any other bad value.
+    # Bytes of a request body; a larger one is refused with a 413 before it is read.
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Model rounds per chat turn (each round is one model call that may ask for tools).
+    chat_max_tool_rounds: int = Field(default=6, ge=1)
+    # Tool calls carried out from one model response, and from all responses of one turn.
+    chat_max_tool_calls_per_response: int = Field(default=8, ge=1)
+    chat_max_tool_calls_per_turn: int = Field(default=16, ge=1)
+    # Bytes of one tool result sent back to the model; a longer one is cut, with a note.
+    chat_tool_result_max_bytes: int = Field(default=8 * 1024, ge=256)
+    # Bytes of earlier messages replayed to the model at the start of a turn.
+    chat_history_max_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Chat turns one user may start per minute; more are refused with a 429 and Retry-After.
+    chat_turns_per_minute: int = Field(default=20, ge=1)
+    # Todos one user may keep.
+    todos_per_user_max: int = Field(default=1000, ge=1)
+    # Items per page of every list route (and of the list_tasks tool), unless asked otherwise,
+    # and the most a caller may ask for.
+    list_page_size: int = Field(default=50, ge=1)
+    list_page_size_max: int = Field(default=200, ge=1)
+
+    # ---- Optional routes, off unless enabled.
+    # GET /ops/slow, the sleeping endpoint of the smoke run's graceful-stop check.
+    ops_slow_enabled: bool = False
+    # /docs, /redoc and /openapi.json.
+    api_docs_enabled: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -118,6 +146,14 @@ class Settings(BaseSettings):
     @classmethod
     def _default_blank_version(cls, value: str) -> str:
         return value.strip() or DEFAULT_VERSION
+
+    @field_validator("list_page_size_max")
+    @classmethod
+    def _max_not_below_default(cls, value: int, info: object) -> int:
+        default = getattr(info, "data", {}).get("list_page_size")
+        if default is not None and value < default:
+            raise ValueError(f"must not be below LIST_PAGE_SIZE ({default})")
+        return value
 
     @property
     def frontend_origin(self) -> str:

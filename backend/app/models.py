@@ -68,3 +68,16 @@ class Message(SQLModel, table=True):
     tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     tool_call_id: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class ChatTurnStart(SQLModel, table=True):
+    """When a user started a chat turn: the rate limit counts these (CHAT_TURNS_PER_MINUTE).
+
+    Rows older than the window are deleted as new turns start, so the table stays small.
+    """
+
+    __tablename__ = "chat_turn_starts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(index=True, max_length=255)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)

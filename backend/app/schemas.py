@@ -1,7 +1,9 @@
 """Request and response bodies of the HTTP API.
 
 Requests forbid unknown fields, so a misspelt field (``titel``) is a clear 422
-instead of a silently ignored value.
+instead of a silently ignored value, and take booleans and ids only as JSON
+booleans and numbers: ``"completed": "yes"`` or ``"conversation_id": "7"`` is a
+422 naming the field, not a guess.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from app.models import DESCRIPTION_MAX, ID_MAX, TITLE_MAX, Task
 
@@ -30,16 +32,27 @@ class TodoUpdate(Strict):
 
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
-    completed: bool | None = None
+    completed: StrictBool | None = None
+
+    # Validators on the fields themselves, so that an error names the field it is about.
+    @field_validator("title")
+    @classmethod
+    def _title_not_null(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("cannot be null; a task always has a title")
+        return value
+
+    @field_validator("completed")
+    @classmethod
+    def _completed_not_null(cls, value: bool | None) -> bool | None:
+        if value is None:
+            raise ValueError("must be true or false")
+        return value
 
     @model_validator(mode="after")
     def _something_to_change(self) -> TodoUpdate:
         if not self.model_fields_set:
             raise ValueError("give at least one of title, description, completed")
-        if "title" in self.model_fields_set and self.title is None:
-            raise ValueError("title cannot be null; a task always has a title")
-        if "completed" in self.model_fields_set and self.completed is None:
-            raise ValueError("completed must be true or false")
         return self
 
 
@@ -67,7 +80,7 @@ class TodoOut(BaseModel):
 class ChatRequest(Strict):
     message: str = Field(min_length=1, max_length=CHAT_MESSAGE_MAX)
     # Omitted or null: start a new conversation.
-    conversation_id: int | None = Field(default=None, ge=1, le=ID_MAX)
+    conversation_id: StrictInt | None = Field(default=None, ge=1, le=ID_MAX)
 
 
 class ToolActionOut(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from app.models import DESCRIPTION_MAX, ID_MAX, TITLE_MAX, Task, utcnow
@@ -31,10 +32,22 @@ class TodoNotFound(TodoError, LookupError):
     pass
 
 
+class TooManyTodos(TodoError):
+    """The user already keeps the most todos allowed (TODOS_PER_USER_MAX)."""
+
+
+def has_lone_surrogate(value: str) -> bool:
+    # A JSON string may escape half of a UTF-16 pair ("\ud800"); Python keeps it as a lone
+    # surrogate, which no UTF-8 text (PostgreSQL's, the response's) can hold.
+    return any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
 def _no_nul(name: str, value: str) -> None:
     # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver.
     if "\x00" in value:
         raise InvalidTodo(f"{name} must not contain NUL characters")
+    if has_lone_surrogate(value):
+        raise InvalidTodo(f"{name} must be valid Unicode text (it holds half of a UTF-16 surrogate pair)")
 
 
 def clean_title(title: str) -> str:
@@ -65,20 +78,58 @@ def check_status(status: str) -> StatusFilter:
     return status  # type: ignore[return-value]
 
 
-def create_task(session: Session, user_id: str, title: str, description: str | None = None) -> Task:
+def lock_user(session: Session, user_id: str, purpose: str) -> None:
+    """Serialises one user's requests of one kind until the transaction ends, so that a count
+    followed by an insert cannot be raced past a limit. PostgreSQL only; the tests' SQLite
+    runs one connection anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("select pg_advisory_xact_lock(hashtext(:key))").bindparams(key=f"{purpose}:{user_id}"))  # type: ignore[call-overload]
+
+
+def create_task(
+    session: Session,
+    user_id: str,
+    title: str,
+    description: str | None = None,
+    *,
+    max_per_user: int | None = None,
+) -> Task:
     task = Task(user_id=user_id, title=clean_title(title), description=clean_description(description))
+    if max_per_user is not None:
+        lock_user(session, user_id, "todos")
+        count = session.exec(select(func.count()).select_from(Task).where(Task.user_id == user_id)).one()
+        if count >= max_per_user:
+            session.rollback()
+            raise TooManyTodos(
+                f"you already have {count} todos, the most one user may keep ({max_per_user}, "
+                "TODOS_PER_USER_MAX); delete or finish some first"
+            )
     session.add(task)
     session.commit()
     session.refresh(task)
     return task
 
 
-def list_tasks(session: Session, user_id: str, status: str = "all") -> list[Task]:
+def list_tasks(
+    session: Session, user_id: str, status: str = "all", *, limit: int | None = None, offset: int = 0
+) -> list[Task]:
+    """The user's tasks, oldest first; ``limit`` and ``offset`` select one page."""
     query = select(Task).where(Task.user_id == user_id)
     status = check_status(status)
     if status != "all":
         query = query.where(Task.completed == (status == "completed"))
-    return list(session.exec(query.order_by(Task.id)))
+    query = query.order_by(Task.id).offset(max(offset, 0))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
+
+
+def count_tasks(session: Session, user_id: str, status: str = "all") -> int:
+    query = select(func.count()).select_from(Task).where(Task.user_id == user_id)
+    status = check_status(status)
+    if status != "all":
+        query = query.where(Task.completed == (status == "completed"))
+    return session.exec(query).one()
 
 
 def get_task(session: Session, user_id: str, task_id: int) -> Task:

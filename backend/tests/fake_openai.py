@@ -74,8 +74,9 @@ def todo_brain(request: dict[str, Any]) -> Reply:
         result = json.loads(last["content"])
         if isinstance(result, dict) and "error" in result:
             return text(f"That did not work: {result['error']}")
-        if isinstance(result, list):
-            return text("Your tasks: " + ", ".join(t["title"] for t in result) if result else "You have no tasks.")
+        if isinstance(result, dict) and "tasks" in result:
+            tasks = result["tasks"]
+            return text("Your tasks: " + ", ".join(t["title"] for t in tasks) if tasks else "You have no tasks.")
         return text(f"Added \"{result['title']}\" to your list.")
     said = last_user_text(request).strip()
     if said.lower().startswith("add "):

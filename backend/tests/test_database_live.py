@@ -26,7 +26,7 @@ def test_schema_gate_creates_every_table_once(postgres: Postgres) -> None:
     assert gate.ready
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
-    assert tables == {"tasks", "conversations", "messages"}
+    assert tables == {"tasks", "conversations", "messages", "chat_turn_starts"}
     assert set(SQLModel.metadata.tables) == tables
     engine.dispose()
 

@@ -67,18 +67,18 @@ def test_tools_add_list_complete(server: Any) -> None:
         await server.call_tool("add_task", {"user_id": "u1", "title": "Walk dog"})
         await server.call_tool("add_task", {"user_id": "u2", "title": "Not yours"})
 
-        mine = _payload(await server.call_tool("list_tasks", {"user_id": "u1"}))
+        mine = _payload(await server.call_tool("list_tasks", {"user_id": "u1"}))["tasks"]
         assert [t["title"] for t in mine] == ["Buy milk", "Walk dog"]
 
         done = _payload(
             await server.call_tool("complete_task", {"user_id": "u1", "task_id": first["task_id"]})
         )
         assert done["completed"] is True
-        pending = _payload(await server.call_tool("list_tasks", {"user_id": "u1", "status": "pending"}))
+        pending = _payload(await server.call_tool("list_tasks", {"user_id": "u1", "status": "pending"}))["tasks"]
         assert [t["title"] for t in pending] == ["Walk dog"]
         completed = _payload(
             await server.call_tool("list_tasks", {"user_id": "u1", "status": "completed"})
-        )
+        )["tasks"]
         assert [t["title"] for t in completed] == ["Buy milk"]
 
     asyncio.run(scenario())
@@ -108,6 +108,6 @@ def test_update_and_delete(server: Any) -> None:
             await server.call_tool("delete_task", {"user_id": "u2", "task_id": task["task_id"]})
         gone = _payload(await server.call_tool("delete_task", {"user_id": "u1", "task_id": task["task_id"]}))
         assert gone["title"] == "Final"
-        assert _payload(await server.call_tool("list_tasks", {"user_id": "u1"})) == []
+        assert _payload(await server.call_tool("list_tasks", {"user_id": "u1"}))["tasks"] == []
 
     asyncio.run(scenario())

@@ -35,8 +35,24 @@ def _task_dict(task: Task) -> dict[str, Any]:
     }
 
 
-def build_server(engine: Engine, *, version: str = "0.0.0") -> MCPServer:
-    """An MCP server whose tools read and write the ``tasks`` table through ``engine``."""
+# Defaults of the bounds the application passes from its settings (LIST_PAGE_SIZE,
+# TODOS_PER_USER_MAX).
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_TODOS_MAX = 1000
+
+
+def build_server(
+    engine: Engine,
+    *,
+    version: str = "0.0.0",
+    page_size: int = DEFAULT_PAGE_SIZE,
+    todos_max: int = DEFAULT_TODOS_MAX,
+) -> MCPServer:
+    """An MCP server whose tools read and write the ``tasks`` table through ``engine``.
+
+    ``list_tasks`` answers one page of at most ``page_size`` tasks, so one call can never hand
+    the model a user's whole list; ``add_task`` refuses once the user has ``todos_max`` tasks.
+    """
     server = MCPServer(
         SERVER_NAME,
         version=version,
@@ -54,12 +70,25 @@ def build_server(engine: Engine, *, version: str = "0.0.0") -> MCPServer:
     @server.tool()
     def add_task(user_id: str, title: str, description: str | None = None) -> dict[str, Any]:
         """Create a task for the user and return it."""
-        return _task_dict(run(todos.create_task, user_id, title, description))
+        return _task_dict(run(todos.create_task, user_id, title, description, max_per_user=todos_max))
 
     @server.tool()
-    def list_tasks(user_id: str, status: StatusFilter = "all") -> list[dict[str, Any]]:
-        """List the user's tasks, optionally only pending or completed ones."""
-        return [_task_dict(t) for t in run(todos.list_tasks, user_id, status)]
+    def list_tasks(user_id: str, status: StatusFilter = "all", offset: int = 0) -> dict[str, Any]:
+        """List the user's tasks (optionally only pending or completed ones), oldest first, one
+        page at a time: when ``next_offset`` is not null, call again with that offset for more."""
+        offset = max(offset, 0)
+
+        def page(session: Session) -> dict[str, Any]:
+            tasks = todos.list_tasks(session, user_id, status, limit=page_size, offset=offset)
+            total = todos.count_tasks(session, user_id, status)
+            following = offset + len(tasks)
+            return {
+                "tasks": [_task_dict(t) for t in tasks],
+                "total": total,
+                "next_offset": following if following < total else None,
+            }
+
+        return run(page)
 
     @server.tool()
     def complete_task(user_id: str, task_id: int) -> dict[str, Any]:

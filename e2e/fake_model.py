@@ -54,8 +54,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
         result = json.loads(last["content"])
         if isinstance(result, dict) and "error" in result:
             return say(f"That did not work: {result['error']}")
-        if isinstance(result, list):
-            titles = [t["title"] for t in result]
+        if isinstance(result, dict) and "tasks" in result:
+            # list_tasks answers one page: {"tasks": [...], "total": N, "next_offset": ...}.
+            titles = [t["title"] for t in result["tasks"]]
             return say("Your tasks: " + ", ".join(titles) if titles else "You have no tasks.")
         return say(f'Added "{result["title"]}" to your list.')
     text = str(last.get("content") or "")

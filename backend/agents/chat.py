@@ -369,12 +369,14 @@ class TodoAgent:
             reply = "I stopped after too many tool calls in one turn; please rephrase the request."
         if reply is not None:
             new.append({"role": "assistant", "content": reply})
-        # Whatever happened before a failure is stored too, in the same one transaction: the
-        # tools' effects are real, and the next turn's model should know about them.
-        conversation_id = await anyio.to_thread.run_sync(self._save, user_id, conversation_id, text, new)
+        # A turn is stored whole, in one transaction, or not at all. One that failed after tools
+        # ran is stored as far as it got: the tools' effects are real, and the next turn's model
+        # should know about them. One that failed before doing anything leaves no trace.
+        if new:
+            conversation_id = await anyio.to_thread.run_sync(self._save, user_id, conversation_id, text, new)
         if failure is not None:
             raise failure
-        assert reply is not None
+        assert reply is not None and conversation_id is not None
         return ChatTurn(conversation_id=conversation_id, reply=reply, actions=actions)
 
     async def _run_tools_loop(

@@ -20,7 +20,6 @@ from agents.chat import ConversationNotFound
 from app import todos
 from app.auth import CurrentUser, authenticate
 from app.models import ID_MAX, Conversation, Message
-from app.todos import has_lone_surrogate
 from app.schemas import (
     ChatRequest,
     ChatResponse,
@@ -140,11 +139,6 @@ async def chat(body: ChatRequest, request: Request, user: User) -> ChatResponse:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not be blank")
     if "\x00" in body.message:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="message must not contain NUL characters")
-    if has_lone_surrogate(body.message):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail="message must be valid Unicode text (it holds half of a UTF-16 surrogate pair)",
-        )
     schema = request.app.state.schema
     if not schema.ready:
         await run_in_threadpool(schema.ensure)

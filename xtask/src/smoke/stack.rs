@@ -22,6 +22,10 @@ const KEEP: &str = "todo-chatbot.smoke.keep";
 /// lasts that long, so its process id now belongs to something else.
 const MAX_RUN_AGE_SECONDS: u64 = 2 * 3600;
 
+/// Settings every container of a smoke run gets besides its test environment: the backend
+/// serves `/ops/slow`, which the graceful-stop check keeps in flight, only when told to.
+const RUN_SETTINGS: &[(&str, &str)] = &[("OPS_SLOW_ENABLED", "1")];
+
 /// Runs `docker ARGS`; returns stdout trimmed, or an error holding stderr.
 pub fn docker(args: &[&str]) -> Result<String> {
     let out = Command::new("docker")
@@ -120,7 +124,11 @@ impl Stack {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        for (k, v) in vars {
+        for (k, v) in vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(RUN_SETTINGS.iter().copied())
+        {
             writeln!(file, "{k}={v}")?;
         }
         Ok(path)

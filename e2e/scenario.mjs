@@ -26,6 +26,14 @@ const FLAGS = [
 ];
 
 const STEP_TIMEOUT_MS = 30_000;
+// Better Auth's session cookie (the name under https starts with __Secure-).
+const SESSION_COOKIE = /(^|\.)better-auth\.session_token$/;
+// The headers every frontend response carries (frontend/next.config.ts, frontend/proxy.ts).
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "strict-origin-when-cross-origin",
+};
 
 class StepError extends Error {}
 
@@ -71,6 +79,52 @@ async function signUp(page, baseUrl, name, email) {
   await page.waitForURL(`${baseUrl}/todos`, { timeout: STEP_TIMEOUT_MS });
 }
 
+// The forms the session token takes: the cookie's value as sent (URL-encoded), decoded (the
+// signed token), and the bare token before its signature.
+async function sessionTokenForms(context, baseUrl) {
+  const cookie = (await context.cookies(baseUrl)).find((c) => SESSION_COOKIE.test(c.name));
+  if (!cookie) throw new Error("no Better Auth session cookie after signing in");
+  if (!cookie.httpOnly) throw new Error(`the session cookie ${cookie.name} is not HttpOnly`);
+  const signed = decodeURIComponent(cookie.value);
+  const bare = signed.slice(0, signed.lastIndexOf("."));
+  if (bare.length < 16) throw new Error("the session cookie does not hold a signed token");
+  return [cookie.value, signed, bare];
+}
+
+// Everything a script on the page can read: the HTML as served and as it is now, document.cookie,
+// both storages, Next's flight data, and every global whose value can be written as JSON.
+async function scriptVisible(page) {
+  return page.evaluate(() => {
+    const seen = [document.documentElement.outerHTML, document.cookie];
+    for (const storage of [localStorage, sessionStorage]) {
+      for (let i = 0; i < storage.length; i++) seen.push(storage.key(i), storage.getItem(storage.key(i)));
+    }
+    for (const name of Object.getOwnPropertyNames(window)) {
+      try {
+        const text = JSON.stringify(window[name]);
+        if (typeof text === "string") seen.push(text);
+      } catch {
+        // Circular or host objects: not plain data.
+      }
+    }
+    return seen.join("\n");
+  });
+}
+
+function assertNoToken(where, text, forms) {
+  const found = forms.find((form) => text.includes(form));
+  if (found) throw new Error(`the session token is in ${where}`);
+}
+
+function assertSecurityHeaders(what, headers) {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
+    if (headers[name] !== value) throw new Error(`${what}: header ${name} is ${JSON.stringify(headers[name])}, expected ${value}`);
+  }
+  if (!/frame-ancestors 'none'/.test(headers["content-security-policy"] ?? "")) {
+    throw new Error(`${what}: no Content-Security-Policy with frame-ancestors 'none' (${headers["content-security-policy"]})`);
+  }
+}
+
 /**
  * Runs the whole scenario against the frontend at `baseUrl`; saves `todos.png` and `chat.png`
  * in `screenshots` when given. Throws on the first step that fails.
@@ -90,6 +144,19 @@ export async function scenario({ baseUrl, screenshots }) {
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    // The pages must run under their Content Security Policy: any violation is a failure.
+    page.on("console", (message) => {
+      if (/Content Security Policy|Refused to (execute|load|apply|connect|frame)/i.test(message.text())) {
+        problems.push(`CSP violation: ${message.text()}`);
+      }
+    });
+    // Every answer the pages get from this origin, to search for the session token afterwards.
+    const answers = [];
+    page.on("response", (response) => {
+      if (response.url().startsWith(baseUrl) && response.request().resourceType() !== "image") {
+        answers.push(response.text().then((text) => [response.url(), text], () => [response.url(), ""]));
+      }
+    });
     // The app must not fetch anything from the internet (fonts, CDNs): only the local stack.
     page.on("request", (request) => {
       const host = new URL(request.url()).hostname;
@@ -162,6 +229,39 @@ export async function scenario({ baseUrl, screenshots }) {
       await waitForText(page.locator(".bubble.assistant"), 'Added "buy milk"');
     });
 
+    await step("the session token is in no page, script-visible value or response body", async () => {
+      const forms = await sessionTokenForms(context, baseUrl);
+      for (const path of ["/todos", "/chat"]) {
+        const served = await page.request.get(`${baseUrl}${path}`);
+        if (served.status() !== 200) throw new Error(`GET ${path} answered ${served.status()}`);
+        assertNoToken(`the HTML of ${path}`, await served.text(), forms);
+        await page.goto(`${baseUrl}${path}`);
+        await page.getByLabel(path === "/todos" ? "New todo" : "Message").waitFor();
+        assertNoToken(`what a script on ${path} can read`, await scriptVisible(page), forms);
+      }
+      const cookies = await page.evaluate(() => document.cookie);
+      assertNoToken("document.cookie", cookies, forms);
+      for (const [url, text] of await Promise.all(answers)) {
+        assertNoToken(`the body of ${url}`, text, forms);
+      }
+    });
+
+    await step("every response carries the security headers", async () => {
+      const html = await page.request.get(`${baseUrl}/todos`);
+      assertSecurityHeaders("the todo page", html.headers());
+      const csp = html.headers()["content-security-policy"];
+      if (!/script-src[^;]*'nonce-/.test(csp) || /script-src[^;]*'unsafe-inline'/.test(csp)) {
+        throw new Error(`the page's CSP does not restrict scripts to its nonce: ${csp}`);
+      }
+      const script = (await page.locator("script[src]").first().getAttribute("src")) ?? "";
+      const responses = [
+        ["/api/health", await page.request.get(`${baseUrl}/api/health`)],
+        ["/sign-in", await page.request.get(`${baseUrl}/sign-in`)],
+        [script, await page.request.get(new URL(script, baseUrl).href)],
+      ];
+      for (const [what, response] of responses) assertSecurityHeaders(what, response.headers());
+    });
+
     await step("sign out, then a second user sees none of the first user's todos", async () => {
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.waitForURL(`${baseUrl}/sign-in`);
@@ -182,6 +282,50 @@ export async function scenario({ baseUrl, screenshots }) {
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.waitForURL(`${baseUrl}/todos`);
       await waitForText(list, "buy milk");
+    });
+
+    await step("request bodies over 64 KiB are refused with a 413 before they are read", async () => {
+      const big = JSON.stringify({ message: "x".repeat(100 * 1024) });
+      for (const path of ["/api/backend/chat", "/api/auth/sign-in/email"]) {
+        const response = await fetch(`${baseUrl}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin: baseUrl },
+          body: big,
+        });
+        const detail = (await response.json().catch(() => ({}))).detail ?? "";
+        if (response.status !== 413 || !detail.includes("MAX_REQUEST_BYTES")) {
+          throw new Error(`POST ${path} with 100 KiB answered ${response.status}: ${detail}`);
+        }
+      }
+      // Chunked, with no Content-Length: refused as the bytes pass the limit.
+      const chunks = new ReadableStream({
+        pull(controller) {
+          controller.enqueue(new TextEncoder().encode("x".repeat(16 * 1024)));
+          if ((this.sent = (this.sent ?? 0) + 1) >= 8) controller.close();
+        },
+      });
+      const chunked = await fetch(`${baseUrl}/api/auth/sign-in/email`, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin: baseUrl },
+        body: chunks,
+        duplex: "half",
+      });
+      if (chunked.status !== 413) throw new Error(`a chunked 128 KiB body answered ${chunked.status}`);
+    });
+
+    await step("sign-in tries are limited per client, whatever X-Forwarded-For says", async () => {
+      const statuses = [];
+      for (let i = 1; i <= 6; i++) {
+        const response = await fetch(`${baseUrl}/api/auth/sign-in/email`, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin: baseUrl, "x-forwarded-for": `203.0.113.${i}` },
+          body: JSON.stringify({ email, password: `wrong password ${i}` }),
+        });
+        statuses.push(response.status);
+      }
+      if (!statuses.includes(429)) {
+        throw new Error(`6 wrong passwords, each from a new X-Forwarded-For, answered ${statuses.join(", ")}: no 429`);
+      }
     });
 
     if (problems.length > 0) {

@@ -2,7 +2,7 @@
 
 import { type FormEvent, useEffect, useRef, useState } from "react";
 
-import { type Backend, call, type ChatMessage, type ChatTurn } from "@/lib/api";
+import { call, type ChatMessage, type ChatTurn } from "@/lib/api";
 import { useApiFailure } from "@/lib/use-api-failure";
 
 type Line = { key: string; role: "user" | "assistant"; content: string; actions?: ChatTurn["actions"] };
@@ -13,7 +13,10 @@ function describeAction(action: ChatTurn["actions"][number]): string {
   return `${action.ok ? "✓" : "✗"} ${what}${title ? `: ${title}` : ""}`;
 }
 
-export default function ChatApp({ backend }: { backend: Backend }) {
+// Messages shown when a conversation is continued: its latest ones.
+const HISTORY_SHOWN = 100;
+
+export default function ChatApp() {
   const [conversation, setConversation] = useState<number | null>(null);
   const [lines, setLines] = useState<Line[]>([]);
   const [text, setText] = useState("");
@@ -27,17 +30,17 @@ export default function ChatApp({ backend }: { backend: Backend }) {
   useEffect(() => {
     (async () => {
       try {
-        const conversations = await call<{ id: number }[]>(backend, "/api/conversations");
+        const conversations = await call<{ id: number }[]>("/conversations?limit=1");
         if (conversations.length === 0) return;
         const id = conversations[0].id;
-        const messages = await call<ChatMessage[]>(backend, `/api/conversations/${id}/messages`);
+        const messages = await call<ChatMessage[]>(`/conversations/${id}/messages?limit=${HISTORY_SHOWN}`);
         setConversation(id);
         setLines(messages.map((m) => ({ key: `m${m.id}`, role: m.role, content: m.content })));
       } catch (e) {
         fail(e);
       }
     })();
-  }, [backend, fail]);
+  }, [fail]);
 
   useEffect(() => {
     end.current?.scrollIntoView?.({ block: "end" });
@@ -52,7 +55,7 @@ export default function ChatApp({ backend }: { backend: Backend }) {
     setText("");
     setLines((l) => [...l, { key: `u${Date.now()}`, role: "user", content: message }]);
     try {
-      const turn = await call<ChatTurn>(backend, "/api/chat", {
+      const turn = await call<ChatTurn>("/chat", {
         method: "POST",
         body: JSON.stringify({ message, conversation_id: conversation }),
       });

@@ -2,14 +2,17 @@
 
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 
-import { type Backend, call, type Todo } from "@/lib/api";
+import { call, page, type Todo } from "@/lib/api";
 import { useApiFailure } from "@/lib/use-api-failure";
 
 type Filter = "all" | "pending" | "completed";
 const FILTERS: Filter[] = ["all", "pending", "completed"];
+// Todos per page: the server's default maximum (LIST_PAGE_SIZE_MAX).
+const PAGE_SIZE = 200;
 
-export default function TodoApp({ backend }: { backend: Backend }) {
+export default function TodoApp() {
   const [todos, setTodos] = useState<Todo[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
   const [filter, setFilter] = useState<Filter>("all");
   const [title, setTitle] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -18,12 +21,25 @@ export default function TodoApp({ backend }: { backend: Backend }) {
 
   const load = useCallback(async () => {
     try {
-      setTodos(await call<Todo[]>(backend, `/api/todos?status=${filter}`));
+      const first = await page<Todo>(`/todos?status=${filter}&limit=${PAGE_SIZE}`, "x-next-offset");
+      setTodos(first.items);
+      setNext(first.next);
       setError(null);
     } catch (e) {
       fail(e);
     }
-  }, [backend, filter, fail]);
+  }, [filter, fail]);
+
+  async function more() {
+    if (next === null) return;
+    try {
+      const following = await page<Todo>(`/todos?status=${filter}&limit=${PAGE_SIZE}&offset=${next}`, "x-next-offset");
+      setTodos((shown) => [...(shown ?? []), ...following.items]);
+      setNext(following.next);
+    } catch (e) {
+      fail(e);
+    }
+  }
 
   useEffect(() => {
     void load();
@@ -42,7 +58,7 @@ export default function TodoApp({ backend }: { backend: Backend }) {
     event.preventDefault();
     const text = title.trim();
     if (!text) return;
-    await act(() => call(backend, "/api/todos", { method: "POST", body: JSON.stringify({ title: text }) }));
+    await act(() => call("/todos", { method: "POST", body: JSON.stringify({ title: text }) }));
     setTitle("");
   }
 
@@ -89,7 +105,7 @@ export default function TodoApp({ backend }: { backend: Backend }) {
                   aria-label={`Completed: ${todo.title}`}
                   onChange={() =>
                     act(() =>
-                      call(backend, `/api/todos/${todo.id}`, {
+                      call(`/todos/${todo.id}`, {
                         method: "PATCH",
                         body: JSON.stringify({ completed: !todo.completed }),
                       }),
@@ -102,13 +118,18 @@ export default function TodoApp({ backend }: { backend: Backend }) {
                 type="button"
                 className="link danger"
                 aria-label={`Delete ${todo.title}`}
-                onClick={() => act(() => call(backend, `/api/todos/${todo.id}`, { method: "DELETE" }))}
+                onClick={() => act(() => call(`/todos/${todo.id}`, { method: "DELETE" }))}
               >
                 Delete
               </button>
             </li>
           ))}
         </ul>
+      )}
+      {next !== null && (
+        <button type="button" className="link" onClick={more}>
+          Show more
+        </button>
       )}
     </main>
   );

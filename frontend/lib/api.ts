@@ -1,4 +1,5 @@
-// The browser's calls to the backend, authenticated with the user's session token.
+// The pages' calls to the backend, through this frontend's own server (app/api/backend/): the
+// browser sends its HttpOnly session cookie, never a token a script could read.
 
 export class ApiError extends Error {
   constructor(
@@ -26,29 +27,42 @@ export type ChatTurn = {
 
 export type ChatMessage = { id: number; role: "user" | "assistant"; content: string; created_at: string };
 
-export type Backend = { apiUrl: string; token: string };
+// One page of a list route: the items and, when there are more, where the next page starts.
+export type Page<T> = { items: T[]; next: string | null };
 
-export async function call<T>(backend: Backend, path: string, init: RequestInit = {}): Promise<T> {
+const BASE = "/api/backend";
+
+async function send(path: string, init: RequestInit): Promise<Response> {
   let response: Response;
   try {
-    response = await fetch(`${backend.apiUrl}${path}`, {
+    response = await fetch(`${BASE}${path}`, {
       ...init,
-      headers: {
-        Authorization: `Bearer ${backend.token}`,
-        ...(init.body ? { "Content-Type": "application/json" } : {}),
-      },
+      headers: init.body ? { "Content-Type": "application/json" } : {},
+      credentials: "same-origin",
       cache: "no-store",
     });
   } catch {
-    throw new ApiError(0, `The backend at ${backend.apiUrl} cannot be reached. Is it running?`);
+    throw new ApiError(0, "The server cannot be reached. Is it running?");
   }
+  if (!response.ok) {
+    const body: unknown = await response.json().catch(() => null);
+    const detail = (body as { detail?: unknown } | null)?.detail;
+    throw new ApiError(response.status, typeof detail === "string" ? detail : `The server answered HTTP ${response.status}.`);
+  }
+  return response;
+}
+
+export async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const response = await send(path, init);
   if (response.status === 204) {
     return undefined as T;
   }
-  const body: unknown = await response.json().catch(() => null);
-  if (!response.ok) {
-    const detail = (body as { detail?: unknown } | null)?.detail;
-    throw new ApiError(response.status, typeof detail === "string" ? detail : `The backend answered HTTP ${response.status}.`);
-  }
-  return body as T;
+  return (await response.json()) as T;
+}
+
+// A list route's page; `cursor` names the header that says where the next page starts
+// (X-Next-Offset or X-Next-Before).
+export async function page<T>(path: string, cursor: "x-next-offset" | "x-next-before"): Promise<Page<T>> {
+  const response = await send(path, {});
+  return { items: (await response.json()) as T[], next: response.headers.get(cursor) };
 }

@@ -16,14 +16,9 @@ export function requireEnv(name: string, hint: string): string {
   return value;
 }
 
-// The backend's address as the browser reaches it (NEXT_PUBLIC_API_URL), without a trailing slash.
-export function browserApiUrl(): string {
-  return requireEnv("NEXT_PUBLIC_API_URL", "set it to the backend's URL as the browser reaches it, e.g. http://localhost:8000").replace(/\/+$/, "");
-}
-
-// The backend's address from inside the frontend's server: BACKEND_URL when the two differ (in
-// a compose network the browser uses localhost:8000, this server uses http://backend:8000),
-// else the browser's address.
+// The backend's address as this server reaches it: BACKEND_URL when set (on a compose network,
+// http://backend:8000), else NEXT_PUBLIC_API_URL, the spec's "Backend API URL". Only this server
+// calls the backend: the browser's calls go through app/api/backend/.
 export function serverApiUrl(): string | undefined {
   return (env("BACKEND_URL") ?? env("NEXT_PUBLIC_API_URL"))?.replace(/\/+$/, "");
 }

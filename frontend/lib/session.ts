@@ -1,18 +1,15 @@
-// The signed-in user for server-rendered pages, with what the browser needs to call the backend.
+// The signed-in user for server-rendered pages: a name and an email to show, nothing more. The
+// session token stays in Better Auth's HttpOnly cookie; the pages' API calls carry it through
+// this server (app/api/backend/), so it is never part of a page.
 import { getSessionCookie } from "better-auth/cookies";
 import { headers } from "next/headers";
 import { redirect } from "next/navigation";
 
 import { getAuth, migrate } from "./auth";
-import { browserApiUrl } from "./env";
 
 export type PageSession = {
   name: string;
   email: string;
-  // The signed session token, exactly as Better Auth's session cookie holds it; the browser
-  // sends it to the backend as `Authorization: Bearer <token>` (see backend/app/auth.py).
-  token: string;
-  apiUrl: string;
 };
 
 export async function currentSession(): Promise<PageSession | null> {
@@ -22,11 +19,10 @@ export async function currentSession(): Promise<PageSession | null> {
   }
   await migrate();
   const session = await getAuth().api.getSession({ headers: requestHeaders });
-  const token = getSessionCookie(requestHeaders);
-  if (!session || !token) {
+  if (!session) {
     return null;
   }
-  return { name: session.user.name, email: session.user.email, token, apiUrl: browserApiUrl() };
+  return { name: session.user.name, email: session.user.email };
 }
 
 export async function requireSession(): Promise<PageSession> {

@@ -9,7 +9,7 @@ export default async function ChatPage() {
   return (
     <>
       <Nav email={session.email} />
-      <ChatApp backend={{ apiUrl: session.apiUrl, token: session.token }} />
+      <ChatApp />
     </>
   );
 }

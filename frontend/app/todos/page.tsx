@@ -9,7 +9,7 @@ export default async function TodosPage() {
   return (
     <>
       <Nav email={session.email} />
-      <TodoApp backend={{ apiUrl: session.apiUrl, token: session.token }} />
+      <TodoApp />
     </>
   );
 }

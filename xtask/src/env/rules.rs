@@ -96,7 +96,7 @@ pub const RULES: &[VarRule] = &[
         required: true,
         secrecy: Secrecy::Plain,
         rule: "http-url",
-        describe: "an http:// or https:// URL with a host (the backend's address in the browser)",
+        describe: "an http:// or https:// URL with a host (the backend API's address)",
         fix: "e.g. NEXT_PUBLIC_API_URL=http://localhost:8000",
         check: http_url,
     },

@@ -30,13 +30,13 @@ const OWNER = "todo-chatbot.owner=e2e";
 const PID_LABEL = "todo-chatbot.pid";
 const HEALTHY_TIMEOUT_MS = 120_000;
 
-const images = {
+export const images = {
   frontend: process.env.E2E_FRONTEND_IMAGE || "todo-frontend:latest",
   backend: process.env.E2E_BACKEND_IMAGE || "todo-backend:latest",
   database: process.env.E2E_DATABASE_IMAGE,
 };
 
-async function docker(...args) {
+export async function docker(...args) {
   try {
     const { stdout } = await execFile("docker", args, { maxBuffer: 16 << 20 });
     return stdout.trim();
@@ -79,7 +79,7 @@ function alive(pid) {
 }
 
 // Removes what earlier runs left behind (their process is gone), never another live run's.
-async function reapLeftovers() {
+export async function reapLeftovers() {
   const rows = await docker("ps", "-a", "--filter", `label=${OWNER}`, "--format", `{{.ID}} {{.Label "${PID_LABEL}"}}`);
   const dead = rows.split("\n").filter(Boolean).map((r) => r.split(" ")).filter(([, pid]) => !alive(Number(pid)));
   if (dead.length > 0) {
@@ -92,8 +92,13 @@ async function reapLeftovers() {
   }
 }
 
-class Stack {
-  constructor() {
+// The stack: PostgreSQL, the fake model, the backend and the frontend on a network of their own.
+// `extraEnv(stack)` may add settings to the backend's and frontend's environments
+// ({backend: {...}, frontend: {...}}); it runs once the network exists (the load test trusts
+// its gateway as a proxy).
+export class Stack {
+  constructor({ extraEnv } = {}) {
+    this.extraEnv = extraEnv ?? (() => ({}));
     this.run = `${Date.now().toString(36)}${process.pid}`;
     this.network = `todo-e2e-${this.run}`;
     this.containers = [];
@@ -114,6 +119,7 @@ class Stack {
     this.apiUrl = `http://127.0.0.1:${backendPort}`;
 
     const common = [...this.labels, "--network", this.network];
+    const extra = await this.extraEnv(this);
     this.db = await this.add(() =>
       dockerRunWith({ POSTGRES_USER: "todo", POSTGRES_PASSWORD: password, POSTGRES_DB: "todo" },
         ...common, "--name", `${this.network}-db`, "--network-alias", "db", images.database),
@@ -134,6 +140,7 @@ class Stack {
           AGENT_MODEL: "fake-model",
           OPENAI_BASE_URL: "http://model:8080/v1",
           FRONTEND_URL: this.baseUrl,
+          ...extra.backend,
         },
         ...common, "--name", `${this.network}-backend`, "--network-alias", "backend",
         "-p", `127.0.0.1:${backendPort}:8000`, images.backend,
@@ -147,6 +154,7 @@ class Stack {
           BETTER_AUTH_URL: this.baseUrl,
           NEXT_PUBLIC_API_URL: this.apiUrl,
           BACKEND_URL: "http://backend:8000",
+          ...extra.frontend,
         },
         ...common, "--name", `${this.network}-frontend`, "--network-alias", "frontend",
         "-p", `127.0.0.1:${frontendPort}:3000`, images.frontend,
@@ -261,7 +269,9 @@ async function main() {
   process.exit(failed ? 1 : 0);
 }
 
-main().catch((error) => {
-  console.error(`e2e: ${error.message}`);
-  process.exit(1);
-});
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((error) => {
+    console.error(`e2e: ${error.message}`);
+    process.exit(1);
+  });
+}

@@ -22,9 +22,13 @@ async function handle(request: Request): Promise<Response> {
       { status: 503 },
     );
   }
+  // The same request, with the bytes already read; the framing headers described the original.
+  const headers = new Headers(request.headers);
+  headers.delete("content-length");
+  headers.delete("transfer-encoding");
   const bounded = new Request(request.url, {
     method: request.method,
-    headers: request.headers,
+    headers,
     body: body && body.byteLength > 0 ? (body as BodyInit) : undefined,
   });
   return withoutTokens(await getAuth().handler(bounded));

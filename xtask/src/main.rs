@@ -15,6 +15,7 @@ mod interrupt;
 mod plan;
 mod release;
 mod smoke;
+mod store;
 mod test;
 
 use clap::{Parser, Subcommand};

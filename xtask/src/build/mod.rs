@@ -309,6 +309,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         revision: plan.revision.clone(),
         wall_seconds,
         interrupted: interrupt::interrupted(),
+        image_store: crate::store::store().name().to_string(),
         images,
     })
 }
@@ -415,7 +416,14 @@ fn image_result(
         return result;
     }
     match found {
-        Some((id, size)) => {
+        Some((id, reported)) => {
+            let size = match crate::store::unpacked_size(&id, reported) {
+                Ok(size) => size,
+                Err(err) => {
+                    result.error = Some(format!("cannot measure the image's size: {err:#}"));
+                    return result;
+                }
+            };
             result.id = Some(id);
             result.size_bytes = Some(size);
             if size > image.budget_bytes {

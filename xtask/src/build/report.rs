@@ -18,6 +18,10 @@ pub struct BuildReport {
     pub wall_seconds: f64,
     #[serde(default)]
     pub interrupted: bool,
+    /// The engine's image store (`classic` or `containerd`): sizes are the bytes of the files in
+    /// the layers on both, but the engine reports them differently (see `store`).
+    #[serde(default)]
+    pub image_store: String,
     pub images: Vec<ImageResult>,
 }
 
@@ -168,10 +172,11 @@ pub fn table(report: &BuildReport, history: &[BuildReport]) -> String {
         ]);
     }
     format!(
-        "{table}\nwall time {:.1}s, v{}, {}",
+        "{table}\nwall time {:.1}s, v{}, {}, {} image store",
         report.wall_seconds,
         report.version,
-        &report.revision[..report.revision.len().min(12)]
+        &report.revision[..report.revision.len().min(12)],
+        report.image_store
     )
 }
 
@@ -228,6 +233,7 @@ mod tests {
             version: "1.0.0".into(),
             revision: "abc".into(),
             wall_seconds: 1.0,
+            image_store: "classic".into(),
             interrupted: false,
             images: vec![failed, result(1, 1.0)],
         };
@@ -241,6 +247,7 @@ mod tests {
             version: "1.0.0".into(),
             revision: "abc".into(),
             wall_seconds: 1.0,
+            image_store: "classic".into(),
             interrupted: false,
             images: vec![result(1, 1.0)],
         };

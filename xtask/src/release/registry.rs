@@ -243,7 +243,8 @@ pub fn local_image(id: &str) -> Result<(u64, serde_json::Value, Vec<String>)> {
         bail!("cannot inspect the image {id}: {}", out.stderr.trim());
     }
     let mut parts = out.stdout.trim().splitn(3, '\t');
-    let size = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    let reported = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    let size = crate::store::unpacked_size(id, reported)?;
     let labels = serde_json::from_str(parts.next().unwrap_or("null")).unwrap_or_default();
     let digests = serde_json::from_str(parts.next().unwrap_or("[]")).unwrap_or_default();
     Ok((size, labels, digests))

@@ -5,7 +5,7 @@
 //! the kind, and shows a key only as its prefix and length.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::Read;
 
 use anyhow::{bail, Context, Result};
 
@@ -254,16 +254,8 @@ pub fn scan_saved<R: Read>(
         // is not a tar fails the check rather than passing it). The classic image store saves
         // plain tar layers; the containerd image store saves them as they sit in the registry,
         // gzip or zstd compressed.
-        let chained = io::Cursor::new(head.clone()).chain(&mut entry);
-        let layer: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(chained))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(chained)
-                .map_err(|e| anyhow::anyhow!("layer {blob} is not valid zstd: {e}"))?;
-            Box::new(decoder)
-        } else {
-            Box::new(chained)
-        };
+        let layer =
+            crate::store::decode(head, &mut entry).with_context(|| format!("layer {blob}"))?;
         let passwd = scan_layer(
             Archive::new(layer),
             &blob,

@@ -294,10 +294,20 @@ fn env(config: &Value, service: &str, expect: &Expect) -> Row {
 }
 
 fn size(inspect: &Value, image: &Image) -> Row {
-    let bytes = inspect["Size"].as_u64().unwrap_or(0);
+    let reported = inspect["Size"].as_u64().unwrap_or(0);
+    // The unit tests' fixtures carry no id, and their sizes are meant as the engine's.
+    let bytes = match inspect["Id"].as_str() {
+        Some(id) => crate::store::unpacked_size(id, reported),
+        None => Ok(reported),
+    };
+    let row = Row::named(GROUP, "size", &image.service);
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(err) => return row.fail(format!("cannot count the image's layers: {err:#}")),
+    };
     let mb = bytes as f64 / 1e6;
     let budget = image.budget_bytes() as f64 / 1e6;
-    let row = Row::named(GROUP, "size", &image.service)
+    let row = row
         .figure(format!("{mb:.1} MB (budget {budget:.0} MB)"))
         .measure(mb, "MB", Some(budget));
     if bytes <= image.budget_bytes() {

@@ -1,44 +1,104 @@
 //! A second, real Docker engine for the tests that must tell two engines apart (contexts,
-//! `DOCKER_HOST`): an empty data root, its own sockets and pid file, and its own network namespace,
-//! so that its bridge never touches the first engine's `docker0` (sharing the host's namespace once
-//! left the first engine with no bridge at all). It has no route out: it builds what needs no
-//! download.
+//! `DOCKER_HOST`) or need another kind of engine (the containerd image store): an empty data root,
+//! its own sockets and pid file, and its own network namespace, so that its bridge never touches
+//! the first engine's `docker0` (sharing the host's namespace once left the first engine with no
+//! bridge at all).
+//!
+//! Without `online` the namespace has only loopback: the engine builds what needs no download.
+//! With it, the namespace gets a veth pair to the host on a /30 of its own and a masquerade rule,
+//! so that build steps reach the package registries the host reaches; everything it added to the
+//! host (the link, the two firewall rules) is removed when the engine is dropped.
 
-use std::path::PathBuf;
+#![allow(dead_code)] // Each test binary uses a part of it.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[derive(Default)]
+pub struct Options {
+    /// `"containerd-snapshotter": true`: the image store of new Docker 29 installs.
+    pub containerd_store: bool,
+    /// A route out through the host, for build steps that download.
+    pub online: bool,
+}
+
 pub struct SecondEngine {
     dir: PathBuf,
+    netns: String,
     child: Child,
+    online: Option<Online>,
+}
+
+/// What `online` added to the host, to be removed again.
+struct Online {
+    host_link: String,
+    rules: Vec<Vec<String>>,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 impl SecondEngine {
     pub fn start(name: &str) -> SecondEngine {
-        let dir = std::env::temp_dir().join(format!("todo-engine-{name}-{}", std::process::id()));
+        SecondEngine::start_with(name, Options::default())
+    }
+
+    pub fn start_with(name: &str, options: Options) -> SecondEngine {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("todo-engine-{name}-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // A network namespace of our own, named so that `nsenter --net` can join it.
+        let netns = format!("todo-{name}-{pid}");
+        run("ip", &["netns", "add", &netns]).unwrap();
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"]).unwrap();
+        let online = options.online.then(|| connect(&netns, pid));
+        let config = dir.join("daemon.json");
+        let features = serde_json::json!({
+            "features": {"containerd-snapshotter": options.containerd_store}
+        });
+        std::fs::write(&config, features.to_string()).unwrap();
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let script = format!(
-            "ip link set lo up && exec dockerd --data-root {d}/data --exec-root {d}/exec \
-             --pidfile {d}/docker.pid -H unix://{d}/docker.sock",
-            d = dir.display()
-        );
-        let child = Command::new("unshare")
+        // `nsenter --net` changes the network namespace only: `ip netns exec` would also remount
+        // /sys, and dockerd then finds no cgroups.
+        let d = dir.display();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .args(["dockerd", "--config-file"])
+            .arg(&config)
             .args([
-                "--net",
-                "--fork",
-                "--kill-child=SIGTERM",
-                "sh",
-                "-c",
-                &script,
+                format!("--data-root={d}/data"),
+                format!("--exec-root={d}/exec"),
+                format!("--pidfile={d}/docker.pid"),
+                format!("--host=unix://{d}/docker.sock"),
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
+            .process_group(0)
             .spawn()
             .expect("start a second dockerd");
-        let engine = SecondEngine { dir, child };
+        let engine = SecondEngine {
+            dir,
+            netns,
+            child,
+            online,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !engine.docker(&["version"]).status.success() {
             assert!(
@@ -56,9 +116,15 @@ impl SecondEngine {
         format!("unix://{}/docker.sock", self.dir.display())
     }
 
+    /// The namespace file that `nsenter --net=` takes: a process there sees the ports the
+    /// engine's containers publish on its loopback.
+    pub fn netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.netns)
+    }
+
     /// A folder of the test's own, for a Docker CLI configuration (contexts) that leaves the
     /// user's untouched.
-    pub fn dir(&self) -> &std::path::Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -70,12 +136,112 @@ impl SecondEngine {
             .output()
             .expect("run docker")
     }
+
+    /// Copies images from the first engine into this one (`docker save | docker load`), for the
+    /// base images that only a download could otherwise make.
+    pub fn load_from_first(&self, references: &[&str]) {
+        let mut save = Command::new("docker")
+            .args(["-H", "unix:///var/run/docker.sock", "save"])
+            .args(references)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save");
+        let load = Command::new("docker")
+            .args(["-H", &self.host(), "load", "--quiet"])
+            .stdin(save.stdout.take().unwrap())
+            .output()
+            .expect("docker load");
+        assert!(
+            save.wait().unwrap().success(),
+            "docker save {references:?} failed"
+        );
+        assert!(
+            load.status.success(),
+            "docker load failed: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+}
+
+/// A veth pair between the host and `netns` on 10.213.N.0/30 (N from the pid, so that runs in
+/// parallel do not collide), the namespace's default route through the host, and the two rules
+/// the host needs to forward for it: a masquerade, and an accept in DOCKER-USER (the chain the
+/// first engine leaves to users; its FORWARD policy is DROP).
+fn connect(netns: &str, pid: u32) -> Online {
+    let n = 16 + pid % 200;
+    let host_link = format!("todo-v{pid}");
+    let (host_ip, ns_ip, net) = (
+        format!("10.213.{n}.1/30"),
+        format!("10.213.{n}.2/30"),
+        format!("10.213.{n}.0/30"),
+    );
+    run(
+        "ip",
+        &[
+            "link", "add", &host_link, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
+    )
+    .unwrap();
+    run("ip", &["addr", "add", &host_ip, "dev", &host_link]).unwrap();
+    run("ip", &["link", "set", &host_link, "up"]).unwrap();
+    run("ip", &["-n", netns, "addr", "add", &ns_ip, "dev", "eth0"]).unwrap();
+    run("ip", &["-n", netns, "link", "set", "eth0", "up"]).unwrap();
+    let gateway = format!("10.213.{n}.1");
+    run(
+        "ip",
+        &["-n", netns, "route", "add", "default", "via", &gateway],
+    )
+    .unwrap();
+    let rules: Vec<Vec<String>> = [
+        vec![
+            "-t",
+            "nat",
+            "POSTROUTING",
+            "-s",
+            &net,
+            "!",
+            "-o",
+            &host_link,
+            "-j",
+            "MASQUERADE",
+        ],
+        vec![
+            "-t",
+            "filter",
+            "DOCKER-USER",
+            "-i",
+            &host_link,
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "-t",
+            "filter",
+            "DOCKER-USER",
+            "-o",
+            &host_link,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+    ]
+    .into_iter()
+    .map(|r| r.into_iter().map(String::from).collect())
+    .collect();
+    for rule in &rules {
+        let mut args: Vec<&str> = rule.iter().map(String::as_str).collect();
+        args.insert(2, "-I");
+        run("iptables", &args).unwrap();
+    }
+    Online { host_link, rules }
 }
 
 impl Drop for SecondEngine {
     fn drop(&mut self) {
-        // dockerd stops its containers and unmounts its layers on SIGTERM; the namespace goes with
-        // the last process in it.
+        // dockerd stops its containers and unmounts its layers on SIGTERM.
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("docker.pid")) {
             let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
         }
@@ -88,6 +254,15 @@ impl Drop for SecondEngine {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(online) = &self.online {
+            for rule in &online.rules {
+                let mut args: Vec<&str> = rule.iter().map(String::as_str).collect();
+                args.insert(2, "-D");
+                let _ = run("iptables", &args);
+            }
+            let _ = run("ip", &["link", "del", &online.host_link]);
+        }
+        let _ = run("ip", &["netns", "del", &self.netns]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,138 @@
+//! The engine's image store, and image sizes that mean the same in both stores.
+//!
+//! The classic store reports an image's `Size` as the bytes of the files in its layers, which is
+//! what the size budgets are about. The containerd image store (the default of new Docker 29
+//! installs) reports the compressed content instead (71.9 MB for a backend image whose files hold
+//! 122.6 MB), and its history the block-rounded disk use of the unpacked layers (142.8 MB). On
+//! that store the size is counted from the layers themselves, as `docker save` writes them: the
+//! sum of the sizes of the regular files in every layer, which is exactly the classic store's
+//! figure. An image id never changes its content, so each count is kept by id.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Where the counted sizes are kept, by image id.
+const SIZES_FILE: &str = "target/xtask/unpacked-sizes.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Classic,
+    Containerd,
+}
+
+impl Store {
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Classic => "classic",
+            Store::Containerd => "containerd",
+        }
+    }
+}
+
+/// The image store of the engine in force (see `engine::endpoint`), asked once per process.
+pub fn store() -> Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    *STORE.get_or_init(|| {
+        let status = match crate::engine::api_get("/info") {
+            Some((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                .map(|info| info["DriverStatus"].to_string())
+                .unwrap_or_default(),
+            _ => std::process::Command::new("docker")
+                .args(["info", "--format", "{{json .DriverStatus}}"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default(),
+        };
+        if status.contains("io.containerd.snapshotter") {
+            Store::Containerd
+        } else {
+            Store::Classic
+        }
+    })
+}
+
+/// The size a budget is measured against: `reported` (the engine's `Size`) on the classic
+/// store; on the containerd store the bytes of the files in the image's layers.
+pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
+    if store() == Store::Classic {
+        return Ok(reported);
+    }
+    let mut known: BTreeMap<String, u64> = std::fs::read_to_string(SIZES_FILE)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if let Some(size) = known.get(id) {
+        return Ok(*size);
+    }
+    let mut save = std::process::Command::new("docker")
+        .args(["save", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run docker save")?;
+    let counted = saved_file_bytes(save.stdout.take().expect("piped"));
+    let status = save.wait()?;
+    let size = counted.with_context(|| format!("cannot count the layers of {id}"))?;
+    if !status.success() {
+        bail!("docker save {id} failed ({status})");
+    }
+    known.insert(id.to_string(), size);
+    if let Some(dir) = Path::new(SIZES_FILE).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Losing the file only costs a recount.
+    let _ = std::fs::write(SIZES_FILE, serde_json::to_string(&known)?);
+    Ok(size)
+}
+
+/// The bytes of the regular files in every layer of a `docker save` archive.
+fn saved_file_bytes(reader: impl Read) -> Result<u64> {
+    let mut outer = tar::Archive::new(reader);
+    let mut total = 0;
+    for entry in outer.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let blob = path.starts_with("blobs/") || path.ends_with("layer.tar");
+        if !entry.header().entry_type().is_file() || !blob {
+            continue;
+        }
+        let mut head = Vec::with_capacity(512);
+        (&mut entry).take(512).read_to_end(&mut head)?;
+        if head.first() == Some(&b'{') {
+            continue;
+        }
+        let mut layer = tar::Archive::new(decode(head, &mut entry)?);
+        for file in layer.entries()? {
+            let file = file?;
+            if matches!(
+                file.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                total += file.size();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// A layer blob as a plain tar stream, given its first bytes and the rest: the classic store
+/// saves plain tar, the containerd store what the registry holds, gzip or zstd.
+pub fn decode<'a>(head: Vec<u8>, rest: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let whole = io::Cursor::new(head).chain(rest);
+    Ok(if gzip {
+        Box::new(flate2::read::GzDecoder::new(whole))
+    } else if zstd {
+        Box::new(
+            ruzstd::decoding::StreamingDecoder::new(whole)
+                .map_err(|e| anyhow!("a layer is not valid zstd: {e}"))?,
+        )
+    } else {
+        Box::new(whole)
+    })
+}

@@ -291,25 +291,10 @@ fn suggest(name: &str) -> Option<&'static str> {
     let upper = name.to_ascii_uppercase();
     RULES
         .iter()
-        .map(|r| (edit_distance(&upper, r.name), r.name))
+        .map(|r| (strsim::levenshtein(&upper, r.name), r.name))
         .filter(|&(distance, _)| distance <= 2)
         .min()
         .map(|(_, known)| known)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// The value as it may be printed.
@@ -368,7 +353,11 @@ fn url_passwords(url: &Url) -> Vec<String> {
     let mut found = Vec::new();
     if let Some(password) = url.password() {
         found.push(password.to_string());
-        found.push(percent_decode(password));
+        found.push(
+            percent_encoding::percent_decode_str(password)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
     }
     found.extend(
         url.query_pairs()
@@ -376,28 +365,6 @@ fn url_passwords(url: &Url) -> Vec<String> {
             .map(|(_, v)| v.into_owned()),
     );
     found
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Every string that must not appear in a report for this value. The placeholder is no secret,
@@ -1015,14 +982,6 @@ mod tests {
     fn unknown_values_are_masked() {
         let result = validate(&[entry(1, "SOME_TOKEN", "abcdef")]);
         assert!(format!("{:?}", result.vars["SOME_TOKEN"]).contains("**** (6 chars)"));
-    }
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("VERSION", "VERSION"), 0);
-        assert_eq!(edit_distance("VERSON", "VERSION"), 1);
-        assert_eq!(edit_distance("VRESION", "VERSION"), 2);
-        assert_eq!(edit_distance("", "ABC"), 3);
     }
 
     /// The example's decision: copied to `.env` it passes every rule except the three secrets,

@@ -511,21 +511,13 @@ fn refuse(refusals: &[plan::Refusal], dry_run: bool, plan: Option<&ReleasePlan>)
         bail!(
             "{what} would be refused ({} found); dry run: nothing was built, pushed, written or \
              tagged",
-            plural(refusals.len(), "problem")
+            crate::env::report::plural(refusals.len(), "problem")
         );
     }
     bail!(
         "refusing to release {what}: {} above; nothing was built, pushed, written or tagged",
-        plural(refusals.len(), "problem")
+        crate::env::report::plural(refusals.len(), "problem")
     )
-}
-
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 /// `--dry-run`: the plan, what the registry holds, and the verdict; nothing is changed.

@@ -11,6 +11,8 @@
 
 mod parse;
 mod report;
+
+pub use report::plural;
 mod rules;
 
 use std::io::Read;

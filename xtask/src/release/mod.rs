@@ -511,12 +511,12 @@ fn refuse(refusals: &[plan::Refusal], dry_run: bool, plan: Option<&ReleasePlan>)
         bail!(
             "{what} would be refused ({} found); dry run: nothing was built, pushed, written or \
              tagged",
-            crate::env::report::plural(refusals.len(), "problem")
+            crate::env::plural(refusals.len(), "problem")
         );
     }
     bail!(
         "refusing to release {what}: {} above; nothing was built, pushed, written or tagged",
-        crate::env::report::plural(refusals.len(), "problem")
+        crate::env::plural(refusals.len(), "problem")
     )
 }
 

@@ -7,16 +7,17 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::config::{BaseChoice, BaseMode, Config, Image};
+use crate::debian::{self, Archive, Package, Pending, Pocket};
 use crate::engine;
 
 const WORK_DIR: &str = "target/bases";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ResolvedBases {
     /// `public` or `local`, never `auto`.
     pub mode: &'static str,
@@ -24,6 +25,10 @@ pub struct ResolvedBases {
     pub args: BTreeMap<String, String>,
     /// Local targets this run had to build (empty when all were up to date).
     pub built: Vec<String>,
+    /// The local bases' tag: their recipe and the state of the Debian archives they came from.
+    pub identity: Option<String>,
+    /// Packages with a newer version in the archives, for which this run rebuilt the bases.
+    pub moved: Vec<Pending>,
 }
 
 /// The reference of a local base target for a given recipe hash.
@@ -197,66 +202,448 @@ fn resolve_choices(
     mode: BaseMode,
 ) -> Result<ResolvedBases> {
     let root = sh.current_dir();
-    let hash = recipe_hash(config, &root)?;
+    let recipe = recipe_hash(config, &root)?;
     let mode = match mode {
-        BaseMode::Auto => decide_auto(sh, choices, &hash),
+        BaseMode::Auto => decide_auto(sh, choices, &recipe),
         other => other,
     };
-    let args = choice_args(choices, mode, &hash);
     if mode == BaseMode::Public {
         return Ok(ResolvedBases {
             mode: "public",
-            args,
-            built: vec![],
+            args: choice_args(choices, mode, &recipe),
+            ..Default::default()
         });
     }
     let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
-    let all: Vec<String> = targets.iter().map(|t| local_ref(t, &hash)).collect();
-    if images_exist(sh, &all) {
-        return Ok(ResolvedBases {
-            mode: "local",
-            args,
-            built: vec![],
-        });
-    }
-    let missing: Vec<&str> = targets
-        .iter()
-        .copied()
-        .filter(|t| !images_exist(sh, &[local_ref(t, &hash)]))
-        .collect();
-    build_local(sh, config, &hash, &missing)?;
+    let archive = archive(&root, config);
+    let (current, moved) = match current(&recipe)? {
+        Some(current) => {
+            let checked = check_archives(sh, &archive, &current, CheckWhen::Daily)?;
+            match checked {
+                Some((next, moved)) => (next, moved),
+                None => (current, vec![]),
+            }
+        }
+        None => {
+            let freshness = archive.ensure_fresh(Duration::from_secs(3600));
+            if let Some(why) = &freshness.offline {
+                if freshness.age_seconds.is_none() {
+                    bail!(
+                        "the local bases need the Debian archives once, and they cannot be \
+                         reached: {why}"
+                    );
+                }
+            }
+            let state = archive_state(&archive)?;
+            (
+                Current {
+                    identity: identity(&recipe, &state),
+                    recipe: recipe.clone(),
+                    archive: state,
+                    created: 0,
+                },
+                vec![],
+            )
+        }
+    };
+    let args = choice_args(choices, mode, &current.identity);
+    let built = build_missing(sh, config, &archive, &current, &targets)?;
     Ok(ResolvedBases {
         mode: "local",
         args,
-        built: missing.iter().map(|s| s.to_string()).collect(),
+        built,
+        identity: Some(current.identity),
+        moved,
     })
+}
+
+/// Builds the targets that the given bases lack; returns their names.
+fn build_missing(
+    sh: &Shell,
+    config: &Config,
+    archive: &Archive,
+    current: &Current,
+    targets: &BTreeSet<&str>,
+) -> Result<Vec<String>> {
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !images_exist(sh, &[local_ref(t, &current.identity)]))
+        .collect();
+    if !missing.is_empty() {
+        build_local(sh, config, current, &missing)?;
+        mark_checked(archive, &current.identity);
+    }
+    Ok(missing.iter().map(|s| s.to_string()).collect())
+}
+
+/// The labels every local base carries: what it was made from.
+const RECIPE_LABEL: &str = "org.todo-chatbot.base-recipe";
+const IDENTITY_LABEL: &str = "org.todo-chatbot.base-identity";
+const ARCHIVE_LABEL: &str = "org.todo-chatbot.base-archive";
+/// How often `build` asks the archives whether a package of the bases has a newer version.
+const CHECK_SECONDS: u64 = 24 * 3600;
+
+/// The local bases of one recipe made at one state of the archives.
+#[derive(Debug, Clone, Serialize)]
+pub struct Current {
+    /// Their tag: a hash of the recipe and of the archives' state.
+    pub identity: String,
+    pub recipe: String,
+    /// The `Date` of each archive's signed Release file when they were made.
+    pub archive: String,
+    /// When the newest of them was made (Unix seconds).
+    pub created: u64,
+}
+
+/// The tag of the bases made by `recipe` from the archives in `state`: a new security fix
+/// changes the state, and so the tag, and so every image built on them.
+pub fn identity(recipe: &str, state: &str) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (recipe, state).hash(&mut hasher);
+    format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+fn archive(root: &Path, config: &Config) -> Archive {
+    Archive::new(root, &config.bases, &config.bases.debian_suite)
+}
+
+/// The archives' state: the date of each one's signed Release file.
+fn archive_state(archive: &Archive) -> Result<String> {
+    let dates: Result<Vec<String>> = Pocket::ALL
+        .iter()
+        .map(|&p| Ok(format!("{}: {}", p.name(&archive.suite), archive.date(p)?)))
+        .collect();
+    Ok(dates?.join("; "))
+}
+
+/// A local image found by label.
+#[derive(Debug, Clone)]
+struct Found {
+    id: String,
+    tags: Vec<String>,
+    created: u64,
+    size: u64,
+    labels: BTreeMap<String, String>,
+}
+
+/// Every local image that carries the label `key=value`: on the API socket when it answers,
+/// else through the CLI.
+fn labelled(key: &str, value: &str) -> Result<Vec<Found>> {
+    let filter = serde_json::json!({ "label": [format!("{key}={value}")] }).to_string();
+    let encoded: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    if let Some((200, body)) = engine::api_get(&format!("/images/json?filters={encoded}")) {
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body)?;
+        return Ok(list
+            .iter()
+            .map(|i| Found {
+                id: i["Id"].as_str().unwrap_or("").to_string(),
+                tags: strings(&i["RepoTags"]),
+                created: i["Created"].as_u64().unwrap_or(0),
+                size: i["Size"].as_u64().unwrap_or(0),
+                labels: serde_json::from_value(i["Labels"].clone()).unwrap_or_default(),
+            })
+            .collect());
+    }
+    let label = format!("label={key}={value}");
+    let out = std::process::Command::new("docker")
+        .args(["image", "ls", "--quiet", "--no-trunc", "--filter", &label])
+        .output()
+        .context("cannot run docker image ls")?;
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect"])
+        .args(&ids)
+        .output()
+        .context("cannot run docker image inspect")?;
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    Ok(list
+        .iter()
+        .map(|i| Found {
+            id: i["Id"].as_str().unwrap_or("").to_string(),
+            tags: strings(&i["RepoTags"]),
+            created: i["Created"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t.split('.').next()?).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            size: i["Size"].as_u64().unwrap_or(0),
+            labels: serde_json::from_value(i["Config"]["Labels"].clone()).unwrap_or_default(),
+        })
+        .collect())
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The newest bases of this recipe in the engine, if any.
+pub fn current(recipe: &str) -> Result<Option<Current>> {
+    let found = labelled(RECIPE_LABEL, recipe)?;
+    Ok(found
+        .iter()
+        .filter(|f| f.labels.contains_key(IDENTITY_LABEL))
+        .max_by_key(|f| f.created)
+        .map(|f| Current {
+            identity: f.labels[IDENTITY_LABEL].clone(),
+            recipe: recipe.to_string(),
+            archive: f.labels.get(ARCHIVE_LABEL).cloned().unwrap_or_default(),
+            created: f.created,
+        }))
+}
+
+/// The tag of the local bases to use now: the newest bases of the recipe when there are some,
+/// else the recipe's hash (what `build --print` and `doctor` show before any base exists).
+pub fn identity_or_recipe(config: &Config, root: &Path) -> Result<String> {
+    let recipe = recipe_hash(config, root)?;
+    Ok(current(&recipe)
+        .ok()
+        .flatten()
+        .map(|c| c.identity)
+        .unwrap_or(recipe))
+}
+
+/// One local base: its image, and the Debian packages it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalBase {
+    pub target: String,
+    pub reference: String,
+    pub id: String,
+    pub size_bytes: u64,
+    pub created: u64,
+    pub packages: Vec<Package>,
+}
+
+/// The Debian packages an image holds: its dpkg database, or the `status.d` records of a base
+/// without one. Read with `docker cp`, so that images without a shell answer too.
+fn packages_of(reference: &str) -> Result<Vec<Package>> {
+    let id = stack_docker(&["create", reference])?;
+    let dir = std::env::temp_dir().join(format!("xtask-dpkg-{}-{}", std::process::id(), &id[..12]));
+    let copied = stack_docker(&[
+        "cp",
+        &format!("{id}:/var/lib/dpkg"),
+        &dir.display().to_string(),
+    ]);
+    let _ = stack_docker(&["rm", &id]);
+    copied.with_context(|| format!("{reference} has no /var/lib/dpkg"))?;
+    let mut text = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir(dir.join("status.d")) {
+        for entry in entries.flatten() {
+            // `<package>.md5sums` files sit beside the records in distroless images.
+            if !entry.file_name().to_string_lossy().ends_with(".md5sums") {
+                text.push_str("\n\n");
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(debian::parse_records(&text))
+}
+
+fn stack_docker(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .context("cannot run docker")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Every local base of one identity, with its packages.
+pub fn local_bases(identity: &str, with_packages: bool) -> Result<Vec<LocalBase>> {
+    let mut out = Vec::new();
+    for found in labelled(IDENTITY_LABEL, identity)? {
+        let suffix = format!(":{identity}");
+        let Some(reference) = found
+            .tags
+            .iter()
+            .find(|t| t.starts_with("todo-base/") && t.ends_with(&suffix))
+        else {
+            continue;
+        };
+        let target = reference
+            .trim_start_matches("todo-base/")
+            .trim_end_matches(&suffix)
+            .to_string();
+        out.push(LocalBase {
+            target,
+            reference: reference.clone(),
+            id: found.id.clone(),
+            size_bytes: found.size,
+            created: found.created,
+            packages: if with_packages {
+                packages_of(reference)?
+            } else {
+                vec![]
+            },
+        });
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(out)
+}
+
+fn checked_memo(archive: &Archive, identity: &str) -> PathBuf {
+    archive.dir().join(format!("checked-{identity}"))
+}
+
+fn mark_checked(archive: &Archive, identity: &str) {
+    let _ = std::fs::create_dir_all(archive.dir());
+    let _ = std::fs::File::create(checked_memo(archive, identity));
+}
+
+/// Seconds since the bases of this identity were last compared with the archives.
+pub fn checked_seconds(archive: &Archive, identity: &str) -> Option<u64> {
+    let modified = std::fs::metadata(checked_memo(archive, identity))
+        .ok()?
+        .modified()
+        .ok()?;
+    modified.elapsed().ok().map(|d| d.as_secs())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckWhen {
+    /// When the last check is a day old (what `build` does).
+    Daily,
+    /// Now, with freshly fetched indexes (`bases --refresh`).
+    Now,
+}
+
+/// Compares the packages of the current bases with the archives, when a check is due. Returns
+/// the bases to use instead, and the packages that moved, when a package has a newer version:
+/// their tag follows the archives' new state, so the caller builds them. Offline, the current
+/// bases stay and a line says so.
+fn check_archives(
+    _sh: &Shell,
+    archive: &Archive,
+    current: &Current,
+    when: CheckWhen,
+) -> Result<Option<(Current, Vec<Pending>)>> {
+    let due = when == CheckWhen::Now
+        || checked_seconds(archive, &current.identity).is_none_or(|s| s >= CHECK_SECONDS);
+    if !due {
+        return Ok(None);
+    }
+    let max_age = match when {
+        CheckWhen::Now => Duration::ZERO,
+        CheckWhen::Daily => Duration::from_secs(3600),
+    };
+    let freshness = archive.ensure_fresh(max_age);
+    if let Some(why) = &freshness.offline {
+        eprintln!(
+            "offline: the Debian archives cannot be reached ({why}); keeping the local bases \
+             {} made from {}",
+            current.identity, current.archive
+        );
+        if freshness.age_seconds.is_none() {
+            mark_checked(archive, &current.identity);
+            return Ok(None);
+        }
+    }
+    let mut installed: Vec<Package> = Vec::new();
+    for base in local_bases(&current.identity, true)? {
+        for package in base.packages {
+            if !installed.contains(&package) {
+                installed.push(package);
+            }
+        }
+    }
+    let indexes: Vec<(Pocket, std::collections::HashMap<String, Package>)> = Pocket::ALL
+        .iter()
+        .map(|&p| Ok((p, archive.index(p)?)))
+        .collect::<Result<_>>()?;
+    let refs: Vec<(Pocket, &std::collections::HashMap<String, Package>)> =
+        indexes.iter().map(|(p, i)| (*p, i)).collect();
+    let moved = debian::pending(&installed, &refs)?;
+    mark_checked(archive, &current.identity);
+    if moved.is_empty() {
+        return Ok(None);
+    }
+    let state = archive_state(archive)?;
+    let next = identity(&current.recipe, &state);
+    let list: Vec<String> = moved
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} -> {} ({})",
+                m.package,
+                m.installed,
+                m.fixed,
+                m.pocket.name(&archive.suite)
+            )
+        })
+        .collect();
+    if next == current.identity {
+        eprintln!(
+            "the archives list newer packages than the local bases hold ({}), but their state \
+             has not changed since the bases were made: keeping them",
+            list.join(", ")
+        );
+        return Ok(None);
+    }
+    eprintln!(
+        "newer Debian packages in the archives: {}; rebuilding the local bases as {next}",
+        list.join(", ")
+    );
+    Ok(Some((
+        Current {
+            identity: next,
+            recipe: current.recipe.clone(),
+            archive: state,
+            created: 0,
+        },
+        moved,
+    )))
 }
 
 /// Builds the missing local targets: the Debian root file system first, when its tag is absent,
 /// then every target at once with one `docker buildx bake`.
-fn build_local(sh: &Shell, config: &Config, hash: &str, targets: &[&str]) -> Result<()> {
+fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str]) -> Result<()> {
     let b = &config.bases;
+    let hash = current.identity.as_str();
     eprintln!(
-        "building local base images {} (recipe {hash}; once per recipe change)",
-        targets.join(", ")
+        "building local base images {} ({hash}: recipe {}, archives {})",
+        targets.join(", "),
+        current.recipe,
+        current.archive
     );
     sh.create_dir(WORK_DIR)?;
+    let labels = [
+        (RECIPE_LABEL, current.recipe.as_str()),
+        (IDENTITY_LABEL, hash),
+        (ARCHIVE_LABEL, current.archive.as_str()),
+    ];
     let debian = local_ref(&format!("debian-{}", b.debian_suite), hash);
     if !images_exist(sh, &[&debian]) {
         engine::ensure_program(sh, "mmdebstrap", "mmdebstrap")?;
         let excludes = b.dockerfile.with_file_name("dpkg-excludes.cfg");
         let tarball = format!("{WORK_DIR}/debian-{hash}.tar");
         let suite = &b.debian_suite;
-        let mirror = &b.debian_mirror;
+        // The suite, its updates and its security archive: the root file system starts patched,
+        // and its apt sources name all three, so every package the targets add is patched too.
+        let sources = debian::source_lines(b, suite);
         let dpkgopt = format!("--dpkgopt={}", excludes.display());
         // The hook runs inside mmdebstrap's shell, where $1 is the new root.
         let hook = "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt \"$1\"/var/cache/apt/*.bin";
-        eprintln!("  mmdebstrap {suite} (about a minute)");
+        eprintln!("  mmdebstrap {suite} with -updates and -security (about a minute)");
         let output = cmd!(
             sh,
             "mmdebstrap --variant=minbase --include=usr-is-merged
                   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr {dpkgopt} {hook}
-                  {suite} {tarball} {mirror}"
+                  {suite} {tarball} {sources...}"
         )
         .quiet()
         .ignore_status()
@@ -267,11 +654,15 @@ fn build_local(sh: &Shell, config: &Config, hash: &str, targets: &[&str]) -> Res
             anyhow::bail!("mmdebstrap could not build the Debian root file system: see {log}");
         }
         // `docker import` leaves the configuration empty: these are what a Debian image sets.
-        let changes = [
-            "--change=ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--change=ENV LANG=C.UTF-8",
-            "--change=CMD [\"bash\"]",
+        let mut changes = vec![
+            "--change=ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                .to_string(),
+            "--change=ENV LANG=C.UTF-8".to_string(),
+            "--change=CMD [\"bash\"]".to_string(),
         ];
+        for (key, value) in labels {
+            changes.push(format!("--change=LABEL {key}={}", serde_json::json!(value)));
+        }
         cmd!(sh, "docker import {changes...} {tarball} {debian}")
             .quiet()
             .ignore_stdout()
@@ -299,7 +690,7 @@ fn build_local(sh: &Shell, config: &Config, hash: &str, targets: &[&str]) -> Res
         }
     }
     sh.create_dir(&downloads)?;
-    let bake = bake_file(config, hash, &debian, &downloads, targets);
+    let bake = bake_file(config, hash, &debian, &downloads, targets, &labels);
     let bake_path = format!("{WORK_DIR}/bake-{hash}.json");
     sh.write_file(&bake_path, serde_json::to_string_pretty(&bake)?)?;
     let log = format!("{WORK_DIR}/bake-{hash}.log");
@@ -321,7 +712,12 @@ fn bake_file(
     debian: &str,
     downloads: &str,
     targets: &[&str],
+    labels: &[(&str, &str)],
 ) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
     let dockerfile = &config.bases.dockerfile;
     let context = dockerfile
         .parent()
@@ -343,13 +739,117 @@ fn bake_file(
                 "tags": [local_ref(t, hash)],
                 "args": {"DEBIAN_IMAGE": debian},
                 "contexts": {"downloads": downloads},
-                "labels": {"org.todo-chatbot.base-recipe": hash},
+                "labels": labels,
                 "output": ["type=docker"],
             });
             (t.to_string(), def)
         })
         .collect();
     serde_json::json!({"group": {"default": {"targets": targets}}, "target": defs})
+}
+
+/// `cargo xtask bases`: the local bases, their Debian packages and their age.
+#[derive(Debug, clap::Args)]
+pub struct BasesCmd {
+    /// Fetch the archives' indexes now, rebuild the bases when a package has a newer version
+    /// (what `build` does once a day), and build every local base the project names that is
+    /// missing (the database's too).
+    #[arg(long)]
+    refresh: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BasesCmd {
+    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        engine::ensure(sh)?;
+        let root = sh.current_dir();
+        let archive = archive(&root, config);
+        let recipe = recipe_hash(config, &root)?;
+        let mut moved = vec![];
+        let mut built = vec![];
+        if self.refresh {
+            // Every local target the project names: the images' bases and the database.
+            let images: Vec<&Image> = config.images.iter().collect();
+            let mut all = choices(&images);
+            all.push(("DATABASE", &config.database));
+            let targets: BTreeSet<&str> = all.iter().map(|(_, c)| c.local.as_str()).collect();
+            match current(&recipe)? {
+                Some(current) => {
+                    let next = match check_archives(sh, &archive, &current, CheckWhen::Now)? {
+                        Some((next, found)) => {
+                            moved = found;
+                            next
+                        }
+                        None => {
+                            eprintln!(
+                                "the local bases {} hold the newest version of every package",
+                                current.identity
+                            );
+                            current
+                        }
+                    };
+                    built = build_missing(sh, config, &archive, &next, &targets)?;
+                }
+                None => built = resolve_choices(sh, config, &all, BaseMode::Local)?.built,
+            }
+        }
+        let Some(current) = current(&recipe)? else {
+            bail!(
+                "no local bases of recipe {recipe} yet: `cargo xtask build --bases local` (or \
+                 `cargo xtask bases --refresh`) makes them"
+            );
+        };
+        let bases = local_bases(&current.identity, true)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let index_age = archive.age_seconds();
+        let checked = checked_seconds(&archive, &current.identity);
+        if self.json {
+            let out = serde_json::json!({
+                "recipe": current.recipe,
+                "identity": current.identity,
+                "archive": current.archive,
+                "created": current.created,
+                "age_seconds": now.saturating_sub(current.created),
+                "checked_seconds_ago": checked,
+                "index_age_seconds": index_age,
+                "built": built,
+                "moved": moved,
+                "bases": bases,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        table.set_header(["base", "reference", "size MB", "packages", "made"]);
+        for base in &bases {
+            table.add_row([
+                base.target.clone(),
+                base.reference.clone(),
+                format!("{:.1}", base.size_bytes as f64 / 1e6),
+                base.packages.len().to_string(),
+                format!("{} ago", debian::age(now.saturating_sub(base.created))),
+            ]);
+        }
+        println!("{table}");
+        println!(
+            "recipe {}, archives {}\nlast compared with the archives: {}; indexes: {}",
+            current.recipe,
+            current.archive,
+            checked
+                .map(|s| format!("{} ago", debian::age(s)))
+                .unwrap_or_else(|| "never".into()),
+            index_age
+                .map(|s| format!("fetched {} ago", debian::age(s)))
+                .unwrap_or_else(|| "none cached".into())
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +888,25 @@ mod tests {
     }
 
     #[test]
+    fn a_new_archive_state_is_a_new_identity() {
+        let a = identity("r", "bookworm-security: Mon, 30 Nov 2026 00:22:33 UTC");
+        let b = identity("r", "bookworm-security: Tue, 01 Dec 2026 06:10:00 UTC");
+        assert_eq!(
+            a,
+            identity("r", "bookworm-security: Mon, 30 Nov 2026 00:22:33 UTC")
+        );
+        assert_ne!(a, b);
+        assert_ne!(
+            a,
+            identity(
+                "other recipe",
+                "bookworm-security: Mon, 30 Nov 2026 00:22:33 UTC"
+            )
+        );
+        assert_eq!(a.len(), 12);
+    }
+
+    #[test]
     fn bake_builds_every_missing_target_on_the_debian_image() {
         let (config, _) = config();
         let bake = bake_file(
@@ -396,7 +915,9 @@ mod tests {
             "todo-base/debian-bookworm:h",
             "d",
             &["node-build", "python-runtime"],
+            &[(RECIPE_LABEL, "r"), (IDENTITY_LABEL, "h")],
         );
+        assert_eq!(bake["target"]["node-build"]["labels"][IDENTITY_LABEL], "h");
         assert_eq!(bake["group"]["default"]["targets"][1], "python-runtime");
         assert_eq!(
             bake["target"]["node-build"]["tags"][0],

@@ -17,6 +17,9 @@ pub struct Config {
     pub bases: Bases,
     /// The PostgreSQL image that `dev` and `smoke` start.
     pub database: BaseChoice,
+    /// The vulnerability gate of `smoke`.
+    #[serde(default)]
+    pub vulnerabilities: Vulnerabilities,
     #[serde(rename = "image")]
     pub images: Vec<Image>,
 }
@@ -43,9 +46,47 @@ pub struct Bases {
     pub mode: BaseMode,
     pub debian_suite: String,
     pub debian_mirror: String,
+    /// The mirror of `<suite>-security`; by default the `debian-security` folder beside
+    /// `debian_mirror`'s `debian`, as Debian's own mirrors lay it out.
+    #[serde(default)]
+    pub debian_security_mirror: Option<String>,
     pub dockerfile: PathBuf,
     pub node_package: String,
     pub npm_package: String,
+}
+
+/// How `smoke` judges the Python and npm packages of the images, when a vulnerability database
+/// is at hand (the Debian packages are compared with the archives whatever this says).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vulnerabilities {
+    /// A Trivy cache folder holding `db/trivy.db` (TODO_TRIVY_DB overrides it).
+    #[serde(default)]
+    pub trivy_db: Option<PathBuf>,
+    /// The severities that fail the gate.
+    #[serde(default = "default_fail_on")]
+    pub fail_on: Vec<String>,
+    /// Fail only on vulnerabilities that have a fixed version.
+    #[serde(default = "default_true")]
+    pub fixed_only: bool,
+}
+
+fn default_fail_on() -> Vec<String> {
+    vec!["CRITICAL".into(), "HIGH".into()]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Vulnerabilities {
+    fn default() -> Self {
+        Vulnerabilities {
+            trivy_db: None,
+            fail_on: default_fail_on(),
+            fixed_only: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +139,21 @@ struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}: {}", self.line, self.field, self.message)
+    }
+}
+
+impl Bases {
+    pub fn security_mirror(&self) -> String {
+        match &self.debian_security_mirror {
+            Some(mirror) => mirror.clone(),
+            None => {
+                let main = self.debian_mirror.trim_end_matches('/');
+                match main.strip_suffix("/debian") {
+                    Some(host) => format!("{host}/debian-security"),
+                    None => format!("{main}-security"),
+                }
+            }
+        }
     }
 }
 

@@ -119,7 +119,7 @@ impl DoctorCmd {
                 }),
             });
         }
-        let hash = bases::recipe_hash(config, &sh.current_dir())?;
+        let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
         let images: Vec<_> = config.images.iter().collect();
         let local = bases::base_args(&images, BaseMode::Local, &hash);
         let present = server.is_some()

@@ -5,6 +5,7 @@ mod bases;
 mod bench;
 mod build;
 mod config;
+mod debian;
 mod deploy;
 mod dev;
 mod doctor;
@@ -14,6 +15,7 @@ mod git;
 mod interrupt;
 mod plan;
 mod release;
+mod sbom;
 mod smoke;
 mod store;
 mod test;
@@ -37,6 +39,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Show the local base images, their Debian packages and their age; --refresh checks the
+    /// Debian archives now and rebuilds the bases when a package has a newer version.
+    Bases(bases::BasesCmd),
     /// Measure builds against `docker buildx bake` and sequential builds; update docs/benchmarks.md.
     Bench(bench::BenchCmd),
     /// Build both images in parallel, tag, label and measure them against their budgets.
@@ -51,8 +56,12 @@ enum Cmd {
     Doctor(doctor::DoctorCmd),
     /// Validate environment files.
     Env(env::EnvCmd),
+    /// Make the cosign key pair that signs releases, outside the repository.
+    Keygen(release::KeygenCmd),
     /// Build, check and push both images to a registry, all or nothing.
     Release(release::ReleaseCmd),
+    /// Write one SBOM per image with syft; --gate runs the vulnerability gate on them.
+    Sbom(sbom::SbomCmd),
     /// Prove the built images work and are safe: the running stack, structure, secrets, lint.
     Smoke(smoke::SmokeCmd),
     /// Start the production stack detached and wait until it is healthy.
@@ -69,6 +78,7 @@ fn main() {
         let root = sh.current_dir();
         let config = || config::Config::load_in(&root, &root.join(&cli.config));
         match cli.cmd {
+            Cmd::Bases(cmd) => cmd.run(&sh, &config()?),
             Cmd::Bench(cmd) => cmd.run(&sh),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
             Cmd::Deploy(cmd) => cmd.run(&sh, &config()?),
@@ -76,7 +86,9 @@ fn main() {
             Cmd::Down(cmd) => cmd.run(&sh, &config()?),
             Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),
             Cmd::Env(cmd) => cmd.run(&sh),
+            Cmd::Keygen(cmd) => cmd.run(&sh),
             Cmd::Release(cmd) => cmd.run(&sh, &config()?),
+            Cmd::Sbom(cmd) => cmd.run(&sh, &config()?),
             Cmd::Smoke(cmd) => cmd.run(&sh, &config()?),
             Cmd::Test(cmd) => cmd.run(&sh),
             Cmd::Up(cmd) => cmd.run(&sh, &config()?),

@@ -271,7 +271,12 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 /// v1.0.0 standing for the previous release, and a valid `.env` (ignored by git).
 struct Project {
     dir: TempDir,
+    /// The release signing key pair, made by `cargo xtask keygen` outside the project.
+    key: TempDir,
 }
+
+/// The password of every test key: made up for the tests, and searched for in their output.
+const KEY_PASSWORD: &str = "test-key-password-3b9f1c";
 
 impl Project {
     fn new() -> Project {
@@ -294,7 +299,9 @@ impl Project {
             .unwrap();
         assert!(out.status.success(), "tar: {}", text(&out.stderr));
         std::fs::remove_file(&archive).unwrap();
-        let project = Project { dir };
+        let key = TempDir::new("key");
+        let project = Project { dir, key };
+        project.keygen(&project.key.0);
         project.git(&["init", "-q"]);
         project.git(&["config", "user.name", "Release Test"]);
         project.git(&["config", "user.email", "release-test@example.org"]);
@@ -320,6 +327,27 @@ impl Project {
 
     fn path(&self, relative: &str) -> PathBuf {
         self.dir.0.join(relative)
+    }
+
+    /// `cargo xtask keygen --dir DIR`, run in the project.
+    fn keygen(&self, dir: &std::path::Path) {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["keygen", "--dir"])
+            .arg(dir)
+            .env("COSIGN_PASSWORD", KEY_PASSWORD)
+            .current_dir(&self.dir.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keygen: {}", text(&out.stderr));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            !all.contains(KEY_PASSWORD) && !all.contains("PRIVATE KEY"),
+            "{all}"
+        );
+    }
+
+    fn private_key(&self) -> PathBuf {
+        self.key.0.join("cosign.key")
     }
 
     /// Writes `.env` from the valid fixture, with `DOCKER_REGISTRY` when given.
@@ -360,12 +388,18 @@ impl Project {
             .args(args)
             .current_dir(&self.dir.0)
             .env_remove("DOCKER_REGISTRY")
-            .env_remove("TODO_RELEASE_PAUSE");
+            .env_remove("TODO_RELEASE_PAUSE")
+            .env("COSIGN_KEY", self.private_key())
+            .env("COSIGN_PASSWORD", KEY_PASSWORD);
         if let Some(registry) = registry {
             command.env("DOCKER_REGISTRY", registry);
         }
         for (k, v) in env {
-            command.env(k, v);
+            if v.is_empty() {
+                command.env_remove(k);
+            } else {
+                command.env(k, v);
+            }
         }
         command
     }
@@ -851,6 +885,138 @@ fn assert_deployable(project: &Project, registry: &Registry, record: &serde_json
     assert!(text(&out.stdout).contains("deploy check v1.0.1: 7 objects pass"));
 }
 
+/// cosign with the test registry's flags (plain HTTP on loopback, no transparency log).
+fn cosign(args: &[&str], key: &std::path::Path) -> Output {
+    Command::new("cosign")
+        .args(args)
+        .arg("--key")
+        .arg(key)
+        .args([
+            "--insecure-ignore-tlog",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+        ])
+        .output()
+        .expect("run cosign (the release installs Debian's cosign)")
+}
+
+/// Every image of the record is signed and attested in the registry: `cosign verify` passes
+/// with the release's public key and fails with another one; the attestation holds the image's
+/// SBOM; no key material reached the output.
+fn assert_signed(project: &Project, registry: &Registry, record: &serde_json::Value, out: &Output) {
+    assert_eq!(record["signed"], true, "{record}");
+    let public = project.key.0.join("cosign.pub");
+    let other = TempDir::new("other-key");
+    project.keygen(&other.0);
+    let other_public = other.0.join("cosign.pub");
+    for image in record["images"].as_array().unwrap() {
+        let pinned = image["pinned"].as_str().unwrap();
+        let signature = &image["signature"];
+        for kind in ["signature", "attestation"] {
+            let stored = signature[kind].as_str().unwrap();
+            let (name, digest) = stored.split_once('@').unwrap();
+            let name = name.split_once('/').unwrap().1;
+            let (remote, _) = registry
+                .manifest(name, digest)
+                .unwrap_or_else(|| panic!("{stored} is not in the registry"));
+            assert_eq!(remote, digest);
+        }
+        let verified = cosign(&["verify", pinned], &public);
+        assert!(verified.status.success(), "{}", text(&verified.stderr));
+        let refused = cosign(&["verify", pinned], &other_public);
+        assert!(!refused.status.success(), "another key verified {pinned}");
+        let attested = cosign(
+            &["verify-attestation", "--type", "spdxjson", pinned],
+            &public,
+        );
+        assert!(attested.status.success(), "{}", text(&attested.stderr));
+        let envelope: serde_json::Value =
+            serde_json::from_str(text(&attested.stdout).lines().next().unwrap()).unwrap();
+        let statement = base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap();
+        let statement: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+        let sbom: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(image["sbom"].as_str().map(|p| project.path(p)).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(statement["predicate"]["packages"], sbom["packages"]);
+        let names: Vec<&str> = sbom["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let expected = if image["service"] == "backend" {
+            "fastapi"
+        } else {
+            "next"
+        };
+        assert!(
+            names.contains(&expected),
+            "{expected} not in the SBOM of {pinned}"
+        );
+        assert!(
+            names.contains(&"libc6"),
+            "libc6 not in the SBOM of {pinned}"
+        );
+    }
+    let key = std::fs::read_to_string(project.private_key()).unwrap();
+    let secret_line = key.lines().nth(1).unwrap();
+    for output in [
+        text(&out.stdout),
+        text(&out.stderr),
+        std::fs::read_to_string(project.path("target/releases/v1.0.1.json")).unwrap(),
+    ] {
+        assert!(
+            !output.contains(KEY_PASSWORD),
+            "the key's password was printed"
+        );
+        assert!(!output.contains("PRIVATE KEY") && !output.contains(secret_line));
+    }
+}
+
+#[test]
+fn a_release_without_a_key_is_refused_before_anything_is_built() {
+    let registry = Registry::start(false);
+    let project = Project::new();
+    let prefix = registry.prefix();
+    let stderr = project.refused(
+        &["v1.0.1"],
+        Some(&prefix),
+        &[("COSIGN_KEY", ""), ("COSIGN_PASSWORD", "")],
+        "signing",
+    );
+    assert!(
+        stderr.contains("cargo xtask keygen") && stderr.contains("--no-sign"),
+        "{stderr}"
+    );
+    assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
+    // A key inside the repository is refused too, and a wrong password.
+    std::fs::copy(project.private_key(), project.path("cosign.key")).unwrap();
+    std::fs::copy(project.key.0.join("cosign.pub"), project.path("cosign.pub")).unwrap();
+    let key = project.path("cosign.key").display().to_string();
+    let stderr = project.refused(
+        &["v1.0.1", "--allow-dirty"],
+        Some(&prefix),
+        &[("COSIGN_KEY", &key)],
+        "signing",
+    );
+    assert!(stderr.contains("inside the repository"), "{stderr}");
+    let stderr = project.refused(
+        &["v1.0.1"],
+        Some(&prefix),
+        &[("COSIGN_PASSWORD", "not-the-password")],
+        "signing",
+    );
+    assert!(
+        !stderr.contains(KEY_PASSWORD) && !stderr.contains("not-the-password"),
+        "{stderr}"
+    );
+    assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
+}
+
 #[test]
 fn a_release_builds_checks_pushes_verifies_records_and_tags() {
     let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
@@ -872,6 +1038,7 @@ fn a_release_builds_checks_pushes_verifies_records_and_tags() {
         assert!(image["build_seconds"].as_f64().is_some());
     }
     assert_deployable(&project, &registry, &record);
+    assert_signed(&project, &registry, &record, &out);
 
     // Done is done: the same release again is refused and changes nothing.
     let out = project.release(&["v1.0.1"], None, &[]);

@@ -54,6 +54,9 @@ pub struct BuildCmd {
     /// Print the plan (tags, labels, build arguments, commands) as JSON and build nothing.
     #[arg(long)]
     print: bool,
+    /// After a successful build, write one SBOM per image with syft (as `cargo xtask sbom`).
+    #[arg(long)]
+    sbom: bool,
     /// Build with this version instead of project.toml's (semver, without the leading `v`).
     #[arg(long, value_name = "SEMVER")]
     set_version: Option<semver::Version>,
@@ -85,7 +88,7 @@ impl BuildCmd {
             crate::engine::ensure(sh)?;
         }
         let resolved = if self.print {
-            let hash = bases::recipe_hash(config, &sh.current_dir())?;
+            let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
             let mode = if mode == BaseMode::Auto {
                 BaseMode::Local
             } else {
@@ -98,7 +101,7 @@ impl BuildCmd {
                     "public"
                 },
                 args: bases::base_args(&images, mode, &hash),
-                built: vec![],
+                ..Default::default()
             }
         } else {
             bases::resolve(sh, config, &images, mode)?
@@ -173,6 +176,18 @@ impl BuildCmd {
                 report.images.len(),
                 failed.join(", ")
             );
+        }
+        if self.sbom {
+            let refs = report
+                .images
+                .iter()
+                .filter_map(|i| Some((i.service.clone(), i.id.clone()?)))
+                .collect();
+            let root = sh.current_dir();
+            let format = crate::sbom::Format::SpdxJson;
+            let sboms =
+                crate::sbom::make_all(&root, &refs, format, &root.join(crate::sbom::OUT_DIR))?;
+            eprintln!("{}", crate::sbom::table(&sboms));
         }
         Ok(())
     }

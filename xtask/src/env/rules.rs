@@ -142,6 +142,28 @@ pub const RULES: &[VarRule] = &[
         fix: "e.g. OPENAI_BASE_URL=http://localhost:11434/v1, or leave it empty for OpenAI itself",
         check: http_url,
     },
+    VarRule {
+        name: "COSIGN_KEY",
+        group: "Release signing",
+        required: false,
+        secrecy: Secrecy::Plain,
+        rule: "key-path",
+        describe: "the absolute path of a cosign private key (its .pub beside it)",
+        fix: "make a key pair with `cargo xtask keygen` and give the path it prints, e.g. \
+              COSIGN_KEY=/root/.config/todo-chatbot/cosign.key; empty releases need --no-sign",
+        check: key_path,
+    },
+    VarRule {
+        name: "COSIGN_PASSWORD",
+        group: "Release signing",
+        required: false,
+        secrecy: Secrecy::Secret,
+        rule: "trimmed",
+        describe: "the password of the cosign key, without spaces around it",
+        fix: "the password given to `cargo xtask keygen`, as typed (a space before or after is \
+              usually a copy error)",
+        check: trimmed,
+    },
 ];
 
 /// The marker `env/.env.example` puts where a secret must go. A value still holding it was
@@ -479,6 +501,22 @@ fn model_id(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A private key must be named by its absolute path, so that it is plainly outside the project.
+fn key_path(value: &str) -> Result<(), String> {
+    if !value.starts_with('/') {
+        return Err(format!("`{value}` is not an absolute path"));
+    }
+    Ok(())
+}
+
+/// Says nothing about the value itself: it is a secret.
+fn trimmed(value: &str) -> Result<(), String> {
+    if value.trim() != value {
+        return Err("it begins or ends with a space".into());
+    }
+    Ok(())
+}
+
 /// Follows Docker's reference grammar: the first part is a registry host when it has a `.` or a
 /// `:`, or is `localhost`; every other part is a lowercase path component.
 fn registry(value: &str) -> Result<(), String> {
@@ -616,6 +654,8 @@ mod tests {
         ("DOCKER_REGISTRY", "localhost:5000/todo"),
         ("VERSION", "v1.0.0"),
         ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+        ("COSIGN_KEY", "/root/.config/todo-chatbot/cosign.key"),
+        ("COSIGN_PASSWORD", "key-password"),
     ];
 
     fn good_entries() -> Vec<Entry> {
@@ -824,6 +864,8 @@ mod tests {
             entry(8, "DOCKER_REGISTRY", "Bad"),
             entry(9, "VERSION", "1.0"),
             entry(10, "OPENAI_BASE_URL", "localhost:11434"),
+            entry(11, "COSIGN_KEY", "keys/cosign.key"),
+            entry(12, "COSIGN_PASSWORD", " pass"),
         ];
         let expected: Vec<_> = RULES
             .iter()

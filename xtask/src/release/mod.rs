@@ -15,6 +15,9 @@
 mod plan;
 mod record;
 mod registry;
+mod sign;
+
+pub use sign::KeygenCmd;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,9 @@ use crate::interrupt;
 use plan::{Push, ReleasePlan, Remote, Source};
 use record::{Record, RecordImage};
 use registry::Failure;
+
+/// The SBOM format of a release: what syft writes beside the record and cosign attests.
+const SBOM_FORMAT: crate::sbom::Format = crate::sbom::Format::SpdxJson;
 
 /// Where the release's build keeps its logs, apart from `cargo xtask build`'s.
 const BUILD_DIR: &str = "target/xtask/release";
@@ -74,6 +80,9 @@ pub struct ReleaseCmd {
     /// Print JSON on stdout: the plan with `--dry-run`, else the release record.
     #[arg(long)]
     json: bool,
+    /// Release without signing: no cosign signature or SBOM attestation (the record says so).
+    #[arg(long)]
+    no_sign: bool,
 }
 
 impl ReleaseCmd {
@@ -133,6 +142,37 @@ impl ReleaseCmd {
             ));
         }
 
+        // The signing key, before anything is built: a release that could not be signed at
+        // the end must not start.
+        let key = if self.no_sign {
+            None
+        } else {
+            match sign::find_key(&root, &env_file) {
+                Ok(key) => Some(key),
+                Err(message) => {
+                    refusals.push(plan::Refusal {
+                        check: "signing",
+                        message,
+                        fix: sign::KEYGEN_HINT.into(),
+                    });
+                    None
+                }
+            }
+        };
+        if let (Some(key), false) = (&key, self.dry_run) {
+            let opened = sign::ensure_cosign(sh)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|()| sign::check_password(key));
+            if let Err(message) = opened {
+                refusals.push(plan::Refusal {
+                    check: "signing",
+                    message,
+                    fix: "set COSIGN_PASSWORD to the key's password (environment or env file)"
+                        .into(),
+                });
+            }
+        }
+
         // What the registry holds decides between refusing, building and resuming. Asking needs
         // the docker CLI only; a real release needs the engine anyway, a dry run does not start it.
         if !self.dry_run {
@@ -176,7 +216,7 @@ impl ReleaseCmd {
         let (Some(remote), Some(sources), true) = (remote, sources, refusals.is_empty()) else {
             return refuse(&refusals, false, Some(&plan));
         };
-        self.release(sh, config, &plan, &remote, &sources)
+        self.release(sh, config, &plan, &remote, &sources, key.as_ref())
     }
 
     /// Everything after the checks: build, smoke, push, verify, record, tag.
@@ -187,6 +227,7 @@ impl ReleaseCmd {
         plan: &ReleasePlan,
         remote: &BTreeMap<String, Remote>,
         sources: &BTreeMap<String, Source>,
+        key: Option<&sign::Key>,
     ) -> Result<()> {
         let resumed = sources.values().any(|s| matches!(s, Source::Resume { .. }));
         for note in &plan.notes {
@@ -256,6 +297,14 @@ impl ReleaseCmd {
             return Err(interrupt::Interrupted.into());
         }
 
+        // Every release describes its images: the SBOMs go beside the record, and are attested
+        // when the release is signed.
+        let root = sh.current_dir();
+        let sbom_dir = root.join(plan.record_file.with_extension("sbom"));
+        eprintln!("writing the SBOMs of {} with syft", describe(&ids));
+        let sboms = crate::sbom::make_all(&root, &ids, SBOM_FORMAT, &sbom_dir)
+            .context("the SBOMs could not be made: nothing was pushed")?;
+
         // Every reference is pointed at its image here, so that a reused image's missing tags
         // are pushed from the right image whatever the local tags said before.
         for image in &plan.images {
@@ -264,9 +313,40 @@ impl ReleaseCmd {
             }
         }
         let digests = push_all(plan, sources, remote, &mut images)?;
-        let record = verify(plan, &images, &digests, resumed)?;
+        let mut record = verify(plan, &images, &digests, resumed)?;
+        for image in &mut record.images {
+            let sbom = sboms
+                .iter()
+                .find(|s| s.service == image.service)
+                .context("an image without its SBOM")?;
+            let file = sbom.file.strip_prefix(&root).unwrap_or(&sbom.file);
+            image.sbom = Some(file.to_path_buf());
+            if let Some(key) = key {
+                let signed = sign::sign_image(
+                    key,
+                    &plan.registry.host,
+                    &image.repository,
+                    &image.digest,
+                    &sbom.file,
+                    SBOM_FORMAT,
+                )
+                .with_context(|| {
+                    format!(
+                        "the images are pushed, but {} could not be signed: nothing was                          recorded and no git tag was made; run the same command again to sign                          what is not signed yet",
+                        image.pinned
+                    )
+                })?;
+                image.signature = Some(sign::Signed {
+                    sbom: file.to_path_buf(),
+                    ..signed
+                });
+            }
+        }
+        record.signed = key.is_some();
+        if key.is_none() {
+            record.unsigned = Some("released with --no-sign".into());
+        }
 
-        let root = sh.current_dir();
         record::write(&root, &plan.record_file, &record)?;
         // The Kubernetes overlay beside the record: deploy/base pinned to these digests.
         let pinned = record
@@ -292,9 +372,14 @@ impl ReleaseCmd {
         } else {
             println!("{}", record::table(&record));
             println!(
-                "released {}: {} tags pushed and verified{}, record {}{}",
+                "released {}: {} tags pushed and verified, {}{}, record {}{}",
                 plan.tag,
                 plan.pushes.len(),
+                if record.signed {
+                    "signed and SBOM-attested with cosign"
+                } else {
+                    "unsigned (--no-sign)"
+                },
                 if plan.latest {
                     ""
                 } else {
@@ -865,6 +950,8 @@ fn verify(
             pushed_bytes,
             build_seconds: candidate.build_seconds,
             labels,
+            sbom: None,
+            signature: None,
         });
     }
     // One image comes back by digest through the engine, as a deployment would fetch it. The
@@ -901,6 +988,8 @@ fn verify(
         latest: plan.latest,
         git_tag: plan.git_tag.clone(),
         images: records,
+        signed: false,
+        unsigned: None,
     })
 }
 

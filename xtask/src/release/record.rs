@@ -30,6 +30,12 @@ pub struct Record {
     pub latest: bool,
     pub git_tag: Option<String>,
     pub images: Vec<RecordImage>,
+    /// True when every image is signed and its SBOM attested, both verified.
+    #[serde(default)]
+    pub signed: bool,
+    /// Why the release is not signed, when it is not.
+    #[serde(default)]
+    pub unsigned: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +58,12 @@ pub struct RecordImage {
     pub build_seconds: Option<f64>,
     /// The image's OCI labels (version, created, revision, source, title).
     pub labels: serde_json::Value,
+    /// The image's SBOM, written beside the record.
+    #[serde(default)]
+    pub sbom: Option<std::path::PathBuf>,
+    /// The cosign signature and SBOM attestation, each pinned by digest, when signed.
+    #[serde(default)]
+    pub signature: Option<super::sign::Signed>,
 }
 
 /// Writes the record, creating its folder.
@@ -105,6 +117,13 @@ pub fn tag_message(record: &Record, record_file: &Path) -> String {
         record.revision,
         record_file.display()
     ));
+    match &record.unsigned {
+        None if record.signed => {
+            text.push_str("Signed: cosign signature and SBOM attestation, both verified\n")
+        }
+        Some(why) => text.push_str(&format!("Unsigned: {why}\n")),
+        None => {}
+    }
     text
 }
 
@@ -152,6 +171,8 @@ mod tests {
             pushed_bytes: 45_600_000,
             build_seconds: Some(3.25),
             labels: serde_json::json!({}),
+            sbom: None,
+            signature: None,
         };
         Record {
             version: "1.0.1".into(),
@@ -166,6 +187,8 @@ mod tests {
             latest: true,
             git_tag: Some("v1.0.1".into()),
             images: vec![image("frontend"), image("backend")],
+            signed: false,
+            unsigned: Some("released with --no-sign".into()),
         }
     }
 
@@ -175,6 +198,10 @@ mod tests {
         assert!(text.starts_with("Release v1.0.1\n\n"));
         assert!(text.contains("backend: localhost:5000/todo/todo-backend@sha256:aa\n"));
         assert!(text.contains("Tags: sha-abcdef0, v1.0.1, latest\n"));
+        assert!(
+            text.ends_with("Unsigned: released with --no-sign\n"),
+            "{text}"
+        );
     }
 
     #[test]

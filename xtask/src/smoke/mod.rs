@@ -11,12 +11,16 @@
 //! `expect.toml` holds every limit the spec sets.
 
 pub(crate) mod expect;
+mod gate;
 pub(crate) mod lint;
 mod probe;
 mod report;
 mod secrets;
 mod stack;
 mod structure;
+
+pub use lint::{ensure_packages, tools_dir};
+pub use report::SmokeReport;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -31,7 +35,7 @@ use xshell::Shell;
 use crate::config::{BaseMode, Config, Image};
 use crate::{bases, engine, env, interrupt};
 use expect::Expect;
-use report::{Row, RowBuilder, SmokeReport};
+use report::{Row, RowBuilder};
 use secrets::Needle;
 use stack::{Stack, Started};
 
@@ -124,7 +128,7 @@ fn interruptible<T>(result: Result<T>) -> Result<T> {
 
 /// Service -> image reference: `<image>:latest` for each image of the project, replaced by every
 /// `SERVICE=REF` given.
-fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<String, String>> {
+pub fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<String, String>> {
     let mut refs: BTreeMap<String, String> = config
         .images
         .iter()
@@ -795,8 +799,10 @@ fn check_images(
     test_env: &TestEnv,
 ) -> Result<Vec<Row>> {
     let tools = lint::ensure_tools(root).map_err(|e| format!("{e:#}"));
+    let syft = crate::sbom::ensure_syft(root).map_err(|e| format!("{e:#}"));
+    let sbom_dir = std::env::temp_dir().join(format!("xtask-smoke-sbom-{}", std::process::id()));
     let needles = &test_env.needles;
-    let tools = &tools;
+    let (tools, syft, sbom_dir) = (&tools, &syft, &sbom_dir);
     std::thread::scope(|scope| {
         let mut jobs = Vec::new();
         for image in &config.images {
@@ -814,7 +820,9 @@ fn check_images(
             let inspect = &inspected[&image.service];
             jobs.push(scope.spawn(move || -> Result<Vec<Row>> {
                 let mut rows = lint::check(root, tools, image, inspect);
-                rows.push(lint::vulnerabilities(tools, &image.service, reference));
+                rows.extend(vulnerability_rows(
+                    root, config, tools, syft, sbom_dir, image, reference,
+                ));
                 Ok(rows)
             }));
         }
@@ -825,8 +833,72 @@ fn check_images(
                     .map_err(|_| anyhow::anyhow!("an image check panicked"))??,
             );
         }
+        let _ = std::fs::remove_dir_all(sbom_dir);
         Ok(rows)
     })
+}
+
+/// The vulnerability gate's rows of one image: its Debian packages, from the SBOM that syft
+/// makes of it, and its Python and npm packages.
+fn vulnerability_rows(
+    root: &Path,
+    config: &Config,
+    tools: &Result<lint::Tools, String>,
+    syft: &Result<std::path::PathBuf, String>,
+    sbom_dir: &Path,
+    image: &Image,
+    reference: &str,
+) -> Vec<Row> {
+    let service = image.service.as_str();
+    let sbom = syft.clone().and_then(|syft| {
+        std::fs::create_dir_all(sbom_dir).map_err(|e| e.to_string())?;
+        crate::sbom::make(
+            &syft,
+            service,
+            reference,
+            crate::sbom::Format::SpdxJson,
+            sbom_dir,
+        )
+        .map_err(|e| format!("{e:#}"))
+    });
+    let debian = match &sbom {
+        Ok(sbom) => gate::debian_row(root, config, sbom),
+        Err(why) => Row::named("lint", "vulns-debian", service)
+            .not_checked(format!("no SBOM of the image: {why}")),
+    };
+    vec![
+        debian,
+        gate::libraries_row(root, config, tools, service, reference),
+    ]
+}
+
+/// The vulnerability gate alone, on SBOMs made already (`cargo xtask sbom --gate`).
+pub fn gate(
+    root: &Path,
+    config: &Config,
+    images: &BTreeMap<String, String>,
+    sboms: &[crate::sbom::Sbom],
+) -> SmokeReport {
+    let start = Instant::now();
+    let tools = lint::ensure_tools(root).map_err(|e| format!("{e:#}"));
+    let mut rows = Vec::new();
+    for sbom in sboms {
+        rows.push(gate::debian_row(root, config, sbom));
+        rows.push(gate::libraries_row(
+            root,
+            config,
+            &tools,
+            &sbom.service,
+            &sbom.reference,
+        ));
+    }
+    let ids = sboms
+        .iter()
+        .map(|s| (s.service.clone(), s.image_id.clone()))
+        .collect();
+    let mut report = SmokeReport::new("gate".into(), images.clone(), ids, String::new(), rows);
+    report.seconds = start.elapsed().as_secs_f64();
+    report
 }
 
 /// Streams `docker save` of the image through the scanner; returns the row and the image's

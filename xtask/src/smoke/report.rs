@@ -12,6 +12,9 @@ pub enum Outcome {
     Pass,
     #[serde(rename = "FAIL")]
     Fail,
+    /// Worth acting on, but not a failure (a Debian fix published in `-updates` only).
+    #[serde(rename = "WARN")]
+    Warn,
     /// The check could not run (a tool or a database is missing, or what it needs failed first).
     /// It never counts as passed, and it does not fail the run by itself.
     #[serde(rename = "NOT CHECKED")]
@@ -23,6 +26,7 @@ impl Outcome {
         match self {
             Outcome::Pass => "PASS",
             Outcome::Fail => "FAIL",
+            Outcome::Warn => "WARN",
             Outcome::NotChecked => "NOT CHECKED",
         }
     }
@@ -50,6 +54,9 @@ pub struct Row {
     /// On a failure, the cause and the fix; on NOT CHECKED, why it could not run.
     pub detail: Option<String>,
     pub measure: Option<Measure>,
+    /// Every finding of the check as data (the vulnerability gate's packages), for `--json`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<serde_json::Value>,
 }
 
 impl Row {
@@ -62,6 +69,7 @@ impl Row {
             figure: String::new(),
             detail: None,
             measure: None,
+            findings: Vec::new(),
         })
     }
 }
@@ -87,6 +95,17 @@ impl RowBuilder {
     pub fn fail(mut self, cause: impl Into<String>) -> Row {
         self.0.result = Outcome::Fail;
         self.0.detail = Some(cause.into());
+        self.0
+    }
+
+    pub fn findings(mut self, findings: Vec<serde_json::Value>) -> Self {
+        self.0.findings = findings;
+        self
+    }
+
+    pub fn warn(mut self, note: impl Into<String>) -> Row {
+        self.0.result = Outcome::Warn;
+        self.0.detail = Some(note.into());
         self.0
     }
 
@@ -121,6 +140,7 @@ pub struct SmokeReport {
     pub seconds: f64,
     pub passed: usize,
     pub failed: usize,
+    pub warned: usize,
     pub not_checked: usize,
     pub checks: Vec<Row>,
 }
@@ -146,6 +166,7 @@ impl SmokeReport {
             ok: count(Outcome::Fail) == 0,
             passed: count(Outcome::Pass),
             failed: count(Outcome::Fail),
+            warned: count(Outcome::Warn),
             not_checked: count(Outcome::NotChecked),
             images,
             image_ids,
@@ -183,6 +204,7 @@ impl SmokeReport {
             let color = match row.result {
                 Outcome::Pass => Color::Green,
                 Outcome::Fail => Color::Red,
+                Outcome::Warn => Color::DarkYellow,
                 Outcome::NotChecked => Color::Yellow,
             };
             table.add_row(vec![
@@ -194,8 +216,8 @@ impl SmokeReport {
             ]);
         }
         format!(
-            "{table}\n{} passed, {} failed, {} not checked in {:.1}s (run {})",
-            self.passed, self.failed, self.not_checked, self.seconds, self.run_id
+            "{table}\n{} passed, {} failed, {} warned, {} not checked in {:.1}s (run {})",
+            self.passed, self.failed, self.warned, self.not_checked, self.seconds, self.run_id
         )
     }
 }

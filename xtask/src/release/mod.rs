@@ -332,7 +332,9 @@ impl ReleaseCmd {
                 )
                 .with_context(|| {
                     format!(
-                        "the images are pushed, but {} could not be signed: nothing was                          recorded and no git tag was made; run the same command again to sign                          what is not signed yet",
+                        "the images are pushed, but {} could not be signed: nothing was \
+                         recorded and no git tag was made; run the same command again to sign \
+                         what is not signed yet",
                         image.pinned
                     )
                 })?;

@@ -98,6 +98,13 @@ fn main() {
         if err.is::<interrupt::Interrupted>() {
             std::process::exit(130);
         }
+        // A terminal's Ctrl-C reaches the whole process group: a docker child that was running
+        // then fails on its own, and its error is a consequence of the interrupt, not a fault.
+        // It is still shown, since the cleanup that follows a Ctrl-C may be what failed.
+        if interrupt::interrupted() {
+            eprintln!("after Ctrl-C: {err:#}");
+            std::process::exit(130);
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

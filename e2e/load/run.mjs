@@ -3,11 +3,13 @@
 // in time and in requests. Not part of CI; its figures go in docs/benchmarks.md.
 //
 //   node e2e/load/run.mjs [--users 20] [--spawn-rate 5] [--run-time 60s] [--max-requests 6000]
+//                         [--frontend-env NAME=VALUE ...]
 //
 // Images: E2E_FRONTEND_IMAGE, E2E_BACKEND_IMAGE (default todo-*:latest) and E2E_DATABASE_IMAGE
 // (default: the newest local todo-base/postgres image), as for the end-to-end test, whose stack
 // (../run.mjs) this reuses. Locust is installed into target/load/venv on first use. Results:
-// target/load/ (locust's CSV files, statuses.json, result.json) and a Markdown table on stdout.
+// target/load/ (locust's CSV files, statuses.json, result.json) and a Markdown table on stdout,
+// with both containers' memory before the load, at its end and 15 s later. Exit 1 on any 5xx.
 
 import { execFile as execFileCallback } from "node:child_process";
 import { spawn } from "node:child_process";
@@ -25,6 +27,7 @@ const OUT = join(ROOT, "target", "load");
 const VENV = join(OUT, "venv");
 // Pinned so that figures from two runs come from the same tool.
 const LOCUST = "locust==2.47.0";
+const QUIET_MS = 15_000;
 
 const { values: opts } = parseArgs({
   options: {
@@ -32,6 +35,8 @@ const { values: opts } = parseArgs({
     "spawn-rate": { type: "string", default: "5" },
     "run-time": { type: "string", default: "60s" },
     "max-requests": { type: "string", default: "6000" },
+    // NAME=VALUE settings for the frontend's container, repeatable (e.g. NODE_OPTIONS=...).
+    "frontend-env": { type: "string", multiple: true, default: [] },
   },
 });
 
@@ -68,6 +73,10 @@ async function memoryMb(id) {
   return (Number(number) * factor) / 1e6;
 }
 
+async function memoryOf(stack) {
+  return { backend: await memoryMb(stack.backend), frontend: await memoryMb(stack.frontend) };
+}
+
 function parseCsv(text) {
   const [header, ...rows] = text.trim().split("\n").map((line) => line.match(/("[^"]*"|[^,]*)(,|$)/g).map((c) => c.replace(/,$/, "").replace(/^"|"$/g, "")));
   return rows.map((row) => Object.fromEntries(header.map((h, i) => [h, row[i]])));
@@ -83,7 +92,8 @@ async function main() {
     // that each user's X-Forwarded-For names the client, as behind a real reverse proxy.
     extraEnv: async (s) => {
       const gateway = await docker("network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", s.network);
-      return { frontend: { TRUSTED_PROXIES: gateway } };
+      const settings = Object.fromEntries(opts["frontend-env"].map((pair) => pair.split(/=(.*)/s).slice(0, 2)));
+      return { frontend: { ...settings, TRUSTED_PROXIES: gateway } };
     },
   });
   const stop = () => stack.remove().finally(() => process.exit(130));
@@ -92,6 +102,9 @@ async function main() {
   try {
     console.log(`load: starting ${images.frontend}, ${images.backend}, ${images.database}`);
     await stack.start();
+    // Memory at rest before the load, at its end, and after a quiet while (what the allocator
+    // gave back).
+    const memory = { before: await memoryOf(stack) };
     const prefix = join(OUT, "locust");
     const statusFile = join(OUT, "statuses.json");
     const started = Date.now();
@@ -102,7 +115,9 @@ async function main() {
       { LOAD_MAX_REQUESTS: opts["max-requests"], LOAD_STATUS_FILE: statusFile },
     );
     const seconds = (Date.now() - started) / 1000;
-    const memory = { backend: await memoryMb(stack.backend), frontend: await memoryMb(stack.frontend) };
+    memory.end = await memoryOf(stack);
+    await new Promise((r) => setTimeout(r, QUIET_MS));
+    memory.after_quiet = await memoryOf(stack);
     const stats = parseCsv(readFileSync(`${prefix}_stats.csv`, "utf8"));
     const statuses = JSON.parse(readFileSync(statusFile, "utf8"));
     const result = { options: opts, seconds, memory_mb: memory, statuses, routes: stats };
@@ -115,7 +130,9 @@ async function main() {
       console.log(`| ${name} | ${row["Request Count"]} | ${row["Failure Count"]} | ${Number(row["Requests/s"]).toFixed(1)} | ${ms(row["50%"])} | ${ms(row["95%"])} | ${ms(row["99%"])} |`);
     }
     console.log(`\nstatuses: ${JSON.stringify(statuses)}`);
-    console.log(`memory at the end: backend ${memory.backend.toFixed(0)} MB, frontend ${memory.frontend.toFixed(0)} MB`);
+    for (const [when, m] of Object.entries(memory)) {
+      console.log(`memory ${when}: backend ${m.backend.toFixed(0)} MB, frontend ${m.frontend.toFixed(0)} MB`);
+    }
     const fives = Object.entries(statuses).filter(([k]) => k === "5xx" || k === "no answer").reduce((n, [, v]) => n + v, 0);
     if (fives > 0) {
       console.error(`load: ${fives} answers were 5xx or none at all`);

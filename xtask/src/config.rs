@@ -20,6 +20,9 @@ pub struct Config {
     /// The vulnerability gate of `smoke`.
     #[serde(default)]
     pub vulnerabilities: Vulnerabilities,
+    /// Where builds run and which registry cache they share (all optional).
+    #[serde(default)]
+    pub build: BuildSettings,
     #[serde(rename = "image")]
     pub images: Vec<Image>,
 }
@@ -30,6 +33,22 @@ pub struct Project {
     pub name: String,
     pub version: semver::Version,
     pub source: String,
+}
+
+/// The `[build]` table: the same settings as `build --cache-from`, `--cache-to` and `--builder`,
+/// which win over it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSettings {
+    /// A registry repository prefix whose build cache every build imports.
+    #[serde(default)]
+    pub cache_from: Option<String>,
+    /// A registry repository prefix every build exports its cache to (what a CI runner sets).
+    #[serde(default)]
+    pub cache_to: Option<String>,
+    /// The buildx builder every build runs on.
+    #[serde(default)]
+    pub builder: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -29,6 +29,12 @@ pub struct ImagePlan {
     /// The file passed as the BuildKit secret `ca`, when the host has a proxy CA.
     pub ca_secret: Option<PathBuf>,
     pub no_cache: bool,
+    /// The registry cache this image imports (`type=registry,ref=...`).
+    pub cache_from: Option<String>,
+    /// The registry cache this image exports, every layer (`mode=max`).
+    pub cache_to: Option<String>,
+    /// The buildx builder the build runs on; None for buildx's own choice.
+    pub builder: Option<String>,
     pub budget_bytes: u64,
     pub log_file: PathBuf,
     pub metadata_file: PathBuf,
@@ -44,6 +50,8 @@ pub struct PlanInputs<'a> {
     pub bases: &'a BTreeMap<String, String>,
     pub ca_secret: Option<PathBuf>,
     pub no_cache: bool,
+    /// The registry caches and the builder (see `build::remote`).
+    pub remote: crate::build::remote::Remote,
     /// Where logs and metadata files go.
     pub out_dir: PathBuf,
 }
@@ -64,6 +72,7 @@ impl<'a> PlanInputs<'a> {
             bases,
             ca_secret: crate::engine::ca_bundle(),
             no_cache: false,
+            remote: Default::default(),
             out_dir: out_dir.into(),
         }
     }
@@ -89,6 +98,13 @@ pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> Bu
                 build_args,
                 ca_secret: inputs.ca_secret.clone(),
                 no_cache: inputs.no_cache,
+                cache_from: inputs
+                    .remote
+                    .cache_ref(inputs.remote.cache_from.as_deref(), image),
+                cache_to: inputs
+                    .remote
+                    .cache_ref(inputs.remote.cache_to.as_deref(), image),
+                builder: inputs.remote.builder.clone(),
                 budget_bytes: image.budget_bytes(),
                 log_file: inputs.out_dir.join(format!("{}.log", image.service)),
                 metadata_file: inputs
@@ -162,6 +178,15 @@ impl ImagePlan {
         if self.no_cache {
             args.push("--no-cache".into());
         }
+        if let Some(builder) = &self.builder {
+            args.push(format!("--builder={builder}"));
+        }
+        if let Some(cache) = &self.cache_from {
+            args.push(format!("--cache-from=type=registry,ref={cache}"));
+        }
+        if let Some(cache) = &self.cache_to {
+            args.push(format!("--cache-to=type=registry,ref={cache},mode=max"));
+        }
         args.push(self.context.display().to_string());
         args
     }
@@ -207,6 +232,7 @@ mod tests {
             bases: &bases,
             ca_secret: ca,
             no_cache: false,
+            remote: Default::default(),
             out_dir: "target/xtask/build".into(),
         };
         let images: Vec<&Image> = config.images.iter().collect();
@@ -284,5 +310,34 @@ mod tests {
             .iter()
             .any(|a| a.starts_with("--secret")));
         assert_eq!(args.last().unwrap(), "frontend");
+    }
+
+    #[test]
+    fn each_image_has_its_own_cache_reference_and_the_builder() {
+        let mut plan = plan(false, None);
+        let config = config();
+        let remote = crate::build::remote::Remote {
+            cache_from: Some("localhost:5000/todo-cache".into()),
+            cache_to: Some("localhost:5000/todo-cache".into()),
+            builder: Some("ci".into()),
+        };
+        for (image, config) in plan.images.iter_mut().zip(&config.images) {
+            image.cache_from = remote.cache_ref(remote.cache_from.as_deref(), config);
+            image.cache_to = remote.cache_ref(remote.cache_to.as_deref(), config);
+            image.builder = remote.builder.clone();
+        }
+        let args = plan.images[0].buildx_args();
+        for expected in [
+            "--builder=ci",
+            "--cache-from=type=registry,ref=localhost:5000/todo-cache/todo-frontend:buildcache",
+            "--cache-to=type=registry,ref=localhost:5000/todo-cache/todo-frontend:buildcache,mode=max",
+        ] {
+            assert!(args.contains(&expected.to_string()), "{expected} not in {args:?}");
+        }
+        assert!(plan.images[1].buildx_args().contains(
+            &"--cache-from=type=registry,ref=localhost:5000/todo-cache/todo-backend:buildcache"
+                .to_string()
+        ));
+        assert!(!plan.images[0].buildx_args().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask build`: both images at once with BuildKit, tagged, labelled, measured against
 //! their budgets, and reported.
 
+pub mod remote;
 mod report;
 pub mod stream;
 
@@ -60,6 +61,18 @@ pub struct BuildCmd {
     /// Build with this version instead of project.toml's (semver, without the leading `v`).
     #[arg(long, value_name = "SEMVER")]
     set_version: Option<semver::Version>,
+    /// Import BuildKit's registry cache from REF/IMAGE:buildcache (default: TODO_CACHE, else
+    /// project.toml's `build.cache_from`, else the --cache-to prefix).
+    #[arg(long, value_name = "REF")]
+    cache_from: Option<String>,
+    /// Export every layer's cache (mode=max) to REF/IMAGE:buildcache (default: TODO_CACHE_TO,
+    /// else project.toml's `build.cache_to`).
+    #[arg(long, value_name = "REF")]
+    cache_to: Option<String>,
+    /// Build on this buildx builder (default: project.toml's `build.builder`, else buildx's
+    /// current one).
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
 }
 
 /// The requested base mode: the flag, else TODO_BASES, else the project file.
@@ -84,8 +97,26 @@ impl BuildCmd {
             .clone()
             .unwrap_or_else(|| config.project.version.clone());
         let mode = base_mode(self.bases, config)?;
+        let remote = remote::Remote::resolve(
+            self.cache_from.clone(),
+            self.cache_to.clone(),
+            self.builder.clone(),
+            config,
+        )?;
         if !self.print {
+            // The builder first: when it is another engine's own BuildKit, that engine is the
+            // one to start, inspect and measure.
+            let builder = match (&remote.builder, &remote.cache_to) {
+                (None, None) => None,
+                (name, _) => Some(remote::Builder::inspect(name.as_deref())?),
+            };
+            if let Some(builder) = &builder {
+                remote::follow_builder(builder);
+            }
             crate::engine::ensure(sh)?;
+            if let (Some(builder), Some(_)) = (&builder, &remote.cache_to) {
+                remote::check_export(builder, crate::store::store())?;
+            }
         }
         let resolved = if self.print {
             let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
@@ -108,6 +139,7 @@ impl BuildCmd {
         };
         let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, OUT_DIR);
         inputs.no_cache = self.no_cache;
+        inputs.remote = remote.clone();
         let plan = plan::build_plan(config, &images, &inputs);
         if self.print {
             let commands: Vec<Vec<String>> = plan
@@ -140,6 +172,22 @@ impl BuildCmd {
                     format!(" (built now: {})", resolved.built.join(", "))
                 }
             );
+            if let Some(builder) = &remote.builder {
+                eprintln!("builder: {builder}");
+            }
+            match (&remote.cache_from, &remote.cache_to) {
+                (Some(from), Some(to)) if from == to => {
+                    eprintln!("registry cache: {from} (imported and exported)")
+                }
+                (from, to) => {
+                    if let Some(from) = from {
+                        eprintln!("registry cache: imported from {from}");
+                    }
+                    if let Some(to) = to {
+                        eprintln!("registry cache: exported to {to}");
+                    }
+                }
+            }
         }
         let report = execute(sh, &plan, self.progress)?;
         let previous = report::load_history(sh);
@@ -325,6 +373,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         wall_seconds,
         interrupted: interrupt::interrupted(),
         image_store: crate::store::store().name().to_string(),
+        builder: plan.images.first().and_then(|i| i.builder.clone()),
         images,
     })
 }
@@ -421,6 +470,8 @@ fn image_result(
         error: None,
         steps,
         cached_steps,
+        cache_from: image.cache_from.clone(),
+        cache_to: image.cache_to.clone(),
         slowest_steps: stream.slowest(3),
         log_file: image.log_file.clone(),
         last_lines: vec![],
@@ -453,8 +504,19 @@ fn image_result(
         }
         None => {
             result.error = Some(format!(
-                "built, but `docker image inspect {}` found no image",
-                image.tags[0]
+                "built, but `docker image inspect {}` found no image{}",
+                image.tags[0],
+                match &image.builder {
+                    Some(builder) => format!(
+                        " on {}: builder {builder:?} loaded it into another engine, or (a \
+                         remote BuildKit) into none, so it could not be inspected here",
+                        crate::engine::endpoint()
+                            .host
+                            .as_deref()
+                            .unwrap_or("the engine")
+                    ),
+                    None => String::new(),
+                }
             ))
         }
     }

@@ -22,6 +22,9 @@ pub struct BuildReport {
     /// the layers on both, but the engine reports them differently (see `store`).
     #[serde(default)]
     pub image_store: String,
+    /// The buildx builder named for the build, if any.
+    #[serde(default)]
+    pub builder: Option<String>,
     pub images: Vec<ImageResult>,
 }
 
@@ -40,6 +43,11 @@ pub struct ImageResult {
     pub steps: usize,
     #[serde(default)]
     pub cached_steps: usize,
+    /// The registry cache the build imported, and the one it exported.
+    #[serde(default)]
+    pub cache_from: Option<String>,
+    #[serde(default)]
+    pub cache_to: Option<String>,
     #[serde(default)]
     pub slowest_steps: Vec<(String, f64)>,
     #[serde(default)]
@@ -205,6 +213,8 @@ mod tests {
             error: None,
             steps: 10,
             cached_steps: 10,
+            cache_from: None,
+            cache_to: None,
             slowest_steps: vec![],
             log_file: "x.log".into(),
             last_lines: vec![],
@@ -234,6 +244,7 @@ mod tests {
             revision: "abc".into(),
             wall_seconds: 1.0,
             image_store: "classic".into(),
+            builder: None,
             interrupted: false,
             images: vec![failed, result(1, 1.0)],
         };
@@ -248,6 +259,7 @@ mod tests {
             revision: "abc".into(),
             wall_seconds: 1.0,
             image_store: "classic".into(),
+            builder: None,
             interrupted: false,
             images: vec![result(1, 1.0)],
         };

@@ -354,6 +354,7 @@ run echo done
             bases: &bases,
             ca_secret: None,
             no_cache: false,
+            remote: Default::default(),
             out_dir: PathBuf::from(OUT_DIR),
         };
         let plan = dev_plan(&config, &images, &inputs, &root()).unwrap();

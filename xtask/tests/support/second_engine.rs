@@ -163,6 +163,84 @@ impl SecondEngine {
     }
 }
 
+/// A Debian `docker-registry` on the loopback of a second engine's namespace: the only place
+/// that engine's BuildKit reaches it (a registry on the host's loopback is another namespace's).
+pub struct Registry {
+    dir: PathBuf,
+    netns_path: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl SecondEngine {
+    /// Starts a registry at 127.0.0.1:`port` in this engine's namespace and waits until it answers.
+    pub fn start_registry(&self, port: u16) -> Registry {
+        let dir = self.dir.with_extension(format!("registry-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    \
+             enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path()))
+            .args(["docker-registry", "serve"])
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (Debian package docker-registry)");
+        let registry = Registry {
+            dir,
+            netns_path: self.netns_path(),
+            port,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while registry.get("/v2/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not answer within 20 s: {}",
+                std::fs::read_to_string(registry.dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+}
+
+impl Registry {
+    /// `localhost:PORT`, as the engine names it (loopback registries need no TLS).
+    pub fn address(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
+    /// The body of a GET on the registry's API, asked from inside its namespace; None unless 200.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
+            .args(["curl", "-sf", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A veth pair between the host and `netns` on 10.213.N.0/30 (N from the pid, so that runs in
 /// parallel do not collide), the namespace's default route through the host, and the two rules
 /// the host needs to forward for it: a masquerade, and an accept in DOCKER-USER (the chain the

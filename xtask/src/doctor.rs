@@ -21,6 +21,69 @@ pub struct DoctorCmd {
     simulate: bool,
 }
 
+/// The builders buildx knows, the one a build would use (project.toml's `build.builder`, else
+/// buildx's current one, which `BUILDX_BUILDER` chooses) and what it can do with a registry cache.
+fn builder_lines(config: &Config) -> Vec<Line> {
+    use crate::build::remote::{builders, Builder, Remote};
+    let mut lines = Vec::new();
+    let listed = builders();
+    lines.push(Line {
+        name: "builders",
+        ok: listed.is_ok(),
+        optional: true,
+        detail: match &listed {
+            Ok(all) => all
+                .iter()
+                .map(|(name, driver)| format!("{name} ({driver})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(err) => format!("`docker buildx ls` failed: {err}"),
+        },
+    });
+    let remote = Remote::resolve(None, None, None, config);
+    let chosen = config.build.builder.as_deref();
+    let builder = Builder::inspect(chosen);
+    let store = crate::store::store();
+    lines.push(Line {
+        name: "build builder",
+        ok: builder.is_ok(),
+        optional: false,
+        detail: match &builder {
+            Ok(b) => format!(
+                "{} (driver {}, endpoint {}; {}), chosen by {}; registry cache: {}",
+                b.name,
+                b.driver,
+                b.endpoint,
+                if b.is_engine() && store == crate::store::Store::Classic {
+                    "imports a registry cache, cannot export one on the classic image store"
+                } else {
+                    "imports and exports a registry cache"
+                },
+                if chosen.is_some() {
+                    "project.toml's build.builder"
+                } else if std::env::var_os("BUILDX_BUILDER").is_some() {
+                    "BUILDX_BUILDER"
+                } else {
+                    "buildx's current builder"
+                },
+                match remote {
+                    Ok(r) => match (r.cache_from, r.cache_to) {
+                        (None, None) => "none configured".to_string(),
+                        (from, to) => format!(
+                            "imports {}, exports {}",
+                            from.as_deref().unwrap_or("nothing"),
+                            to.as_deref().unwrap_or("nothing")
+                        ),
+                    },
+                    Err(err) => format!("{err:#}"),
+                }
+            ),
+            Err(err) => format!("{err:#}"),
+        },
+    });
+    lines
+}
+
 struct Line {
     name: &'static str,
     ok: bool,
@@ -102,6 +165,9 @@ impl DoctorCmd {
                     format!("missing: install the Debian package {package} (trixie)")
                 }),
             });
+        }
+        if server.is_some() {
+            lines.extend(builder_lines(config));
         }
         let mode = crate::build::base_mode(None, config)?;
         let local_needed = mode != BaseMode::Public;

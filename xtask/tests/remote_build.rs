@@ -123,6 +123,23 @@ fn a_cache_exported_to_a_registry_is_imported_and_builder_builds_on_its_engine()
         assert!(prune.status.success(), "{}", text(&prune.stderr));
     };
 
+    // doctor lists the context's builder, and which builder a build would use.
+    let doctor = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--config", PROJECT, "doctor"])
+        .current_dir(root())
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("BUILDX_BUILDER")
+        .output()
+        .unwrap();
+    let doctor = text(&doctor.stdout);
+    assert!(doctor.contains("second (docker)"), "{doctor}");
+    assert!(
+        doctor.contains("build builder  default (driver docker"),
+        "{doctor}"
+    );
+
     // --builder: built on the second engine, and only there.
     let exported = report(&xtask(&["--cache-to", &prefix]));
     assert_eq!(exported["builder"], "second");

@@ -142,6 +142,35 @@ impl Builder {
     }
 }
 
+/// Every builder buildx knows, as (name, driver); Docker contexts are among them.
+pub fn builders() -> Result<Vec<(String, String)>> {
+    let out = std::process::Command::new("docker")
+        .args(["buildx", "ls", "--format", "json"])
+        .output()
+        .context("cannot run `docker buildx ls`")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(parse_ls(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `docker buildx ls --format json` prints one JSON object per builder and line (buildx 0.13
+/// prints a context's builder twice: once as a builder, once as a context).
+fn parse_ls(text: &str) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = Vec::new();
+    for builder in text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+    {
+        let field = |k: &str| builder[k].as_str().unwrap_or("?").to_string();
+        let entry = (field("Name"), field("Driver"));
+        if !all.contains(&entry) {
+            all.push(entry);
+        }
+    }
+    all
+}
+
 fn parse_inspect(text: &str) -> Builder {
     let field = |key: &str| {
         text.lines()
@@ -202,6 +231,20 @@ mod tests {
         ] {
             assert!(check_prefix(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn buildx_ls_gives_each_builder_and_its_driver() {
+        let text = "{\"Name\":\"default\",\"Driver\":\"docker\",\"Nodes\":[]}\n\
+                    {\"Name\":\"ci\",\"Driver\":\"remote\",\"Nodes\":[]}\n\
+                    {\"Name\":\"default\",\"Driver\":\"docker\",\"Nodes\":[]}\n";
+        assert_eq!(
+            parse_ls(text),
+            [
+                ("default".to_string(), "docker".to_string()),
+                ("ci".to_string(), "remote".to_string())
+            ]
+        );
     }
 
     #[test]

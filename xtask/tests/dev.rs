@@ -411,6 +411,21 @@ fn dev_serves_edits_rebuilds_only_the_changed_service_and_leaves_nothing() {
         );
     }
     assert_eq!(backend.4["Config"]["Image"], "todo-backend:dev");
+    // The URLs the services are configured with name the ports they were published on (0 asked
+    // for free ones), not the `.env`'s 3000 and 8000.
+    let frontend_origin = format!("http://localhost:{frontend_port}");
+    assert_eq!(
+        env_var(&frontend.4, "BETTER_AUTH_URL").as_deref(),
+        Some(frontend_origin.as_str())
+    );
+    assert_eq!(
+        env_var(&backend.4, "FRONTEND_URL").as_deref(),
+        Some(frontend_origin.as_str())
+    );
+    assert_eq!(
+        env_var(&frontend.4, "NEXT_PUBLIC_API_URL"),
+        Some(format!("http://localhost:{backend_port}"))
+    );
     assert_eq!(frontend.4["Config"]["Image"], "todo-frontend:dev");
     // The backend reaches the local PostgreSQL over the stack's network.
     wait_body(

@@ -181,7 +181,11 @@ impl DownCmd {
                     kind_name(kind)
                 );
             } else {
-                eprintln!("stopping the {} stack {project}", kind_name(kind));
+                let what = match left.containers.is_empty() && left.networks.is_empty() {
+                    true => "removing what is left of",
+                    false => "stopping",
+                };
+                eprintln!("{what} the {} stack {project}", kind_name(kind));
                 stack::remove_project(&project, 10, volumes)?;
                 eprintln!("removed {}", left.describe());
             }
@@ -438,9 +442,25 @@ fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> 
             .filter(|v| !is_anonymous(v))
             .map(String::as_str)
             .collect();
-        let data = match kept.is_empty() {
-            true => String::new(),
-            false => format!("; its data stays in the volume {}", kept.join(", ")),
+        // The named volumes the new configuration mounts: a container made before the database
+        // had its volume (an older checkout's `up`) holds its data itself, and loses it.
+        let wanted: Vec<&str> = services[service.as_str()]["volumes"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|m| m["type"] == "volume")
+                    .filter_map(|m| m["source"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let data = match (kept.is_empty(), wanted.is_empty()) {
+            (false, _) => format!("; its data stays in the volume {}", kept.join(", ")),
+            (true, false) => {
+                "; its data lives in that container and is lost with it (from now on it is kept in \
+                 a volume)"
+                    .to_string()
+            }
+            (true, true) => String::new(),
         };
         changes.push(format!("{service} ({why}{data})"));
     }

@@ -50,7 +50,7 @@ enum Cmd {
     Deploy(deploy::DeployCmd),
     /// Run the whole stack in containers with sources watched and reloaded.
     Dev(dev::DevCmd),
-    /// Stop the production stack that `up` started.
+    /// Stop the production stack that `up` started; its database's volume stays unless --volumes.
     Down(dev::DownCmd),
     /// Check the prerequisites: one line each, with the fix for what is missing.
     Doctor(doctor::DoctorCmd),
@@ -64,7 +64,8 @@ enum Cmd {
     Sbom(sbom::SbomCmd),
     /// Prove the built images work and are safe: the running stack, structure, secrets, lint.
     Smoke(smoke::SmokeCmd),
-    /// Start the production stack detached and wait until it is healthy.
+    /// Start the production stack detached and wait until it is healthy; on a running stack,
+    /// recreate only what changed.
     Up(dev::UpCmd),
     /// Run every test: Rust unit and integration tests, and the backend's pytest suite.
     Test(test::TestCmd),

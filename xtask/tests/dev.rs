@@ -325,18 +325,35 @@ fn printed_port(stdout: &str, service: &str) -> u16 {
         .unwrap_or_else(|| panic!("no {service} URL in {stdout}"))
 }
 
+/// Repeats a request while it answers 503: a healthy frontend may still be preparing its
+/// account tables in the database, and says so with 503 (as a user would, the test tries again).
+fn until_ready(
+    send: impl Fn() -> (u16, Vec<(String, String)>, String),
+) -> (u16, Vec<(String, String)>, String) {
+    let start = Instant::now();
+    loop {
+        let response = send();
+        if response.0 != 503 || start.elapsed() > Duration::from_secs(60) {
+            return response;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Signs a user up through the frontend as a browser on `origin` does; returns the session token
 /// the frontend hands the browser for the backend (the session cookie's value).
 fn sign_up(frontend: u16, origin: &str, email: &str) -> String {
     let body = format!(r#"{{"email":"{email}","password":"a-long-test-password","name":"Test"}}"#);
     let host = origin.trim_start_matches("http://");
-    let (status, headers, text) = request(
-        frontend,
-        "POST",
-        "/api/auth/sign-up/email",
-        &[("Host", host), ("Origin", origin)],
-        Some(&body),
-    );
+    let (status, headers, text) = until_ready(|| {
+        request(
+            frontend,
+            "POST",
+            "/api/auth/sign-up/email",
+            &[("Host", host), ("Origin", origin)],
+            Some(&body),
+        )
+    });
     assert_eq!(status, 200, "sign-up from {origin}: {text}");
     headers
         .iter()
@@ -779,8 +796,8 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
         mounts(&container(&all, "db").4)
     );
 
-    // The printed origin works: sign-up is accepted from it, the backend allows it, and the
-    // frontend tells the browser the backend's published port.
+    // The printed origin works: sign-up is accepted from it, the backend allows it (CORS), and
+    // the backend's address the frontend is configured with names the backend's printed port.
     let (frontend, backend) = (
         printed_port(&stdout, "frontend"),
         printed_port(&stdout, "backend"),
@@ -872,16 +889,18 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
     assert!(todo_titles(backend, &token).contains("survive the next up"));
     // A user of the first run signs in from the new origin.
     let origin = format!("http://localhost:{frontend}");
-    let (status, _, body) = request(
-        frontend,
-        "POST",
-        "/api/auth/sign-in/email",
-        &[
-            ("Host", origin.trim_start_matches("http://")),
-            ("Origin", &origin),
-        ],
-        Some(r#"{"email":"keep@example.com","password":"a-long-test-password"}"#),
-    );
+    let (status, _, body) = until_ready(|| {
+        request(
+            frontend,
+            "POST",
+            "/api/auth/sign-in/email",
+            &[
+                ("Host", origin.trim_start_matches("http://")),
+                ("Origin", &origin),
+            ],
+            Some(r#"{"email":"keep@example.com","password":"a-long-test-password"}"#),
+        )
+    });
     assert_eq!(status, 200, "{body}");
 
     // `down --volumes` removes the data too, and then nothing is left.

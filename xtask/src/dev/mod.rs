@@ -561,8 +561,9 @@ fn prepare(
 
 /// The variables that hold a URL of this machine as the browser sees it, and the service whose
 /// host port it must name: the frontend's server accepts sign-ups only from its own origin
-/// (BETTER_AUTH_URL), the backend allows only that origin (FRONTEND_URL, for CORS), and the
-/// browser calls the backend at NEXT_PUBLIC_API_URL.
+/// (BETTER_AUTH_URL), the backend allows only that origin (FRONTEND_URL, for CORS), and
+/// NEXT_PUBLIC_API_URL is the backend's address (the spec's "Backend API URL"; in compose the
+/// frontend's server uses BACKEND_URL instead, but the value must not name a wrong port).
 const URL_VARS: &[(&str, &str)] = &[
     ("BETTER_AUTH_URL", "frontend"),
     ("FRONTEND_URL", "frontend"),

@@ -166,6 +166,26 @@ pub const RULES: &[VarRule] = &[
     },
 ];
 
+/// Settings the containers read beyond the spec's variables, each with a default and checked by
+/// the container itself at start (the limits and optional routes of backend/README.md and
+/// frontend/README.md). Set in `.env`, compose passes them on, so `check` does not call them
+/// unknown; they stay out of `env/.env.example`, whose variables are the spec's.
+pub const TUNABLES: &[&str] = &[
+    "MAX_REQUEST_BYTES",
+    "CHAT_TURNS_PER_MINUTE",
+    "CHAT_MAX_TOOL_ROUNDS",
+    "CHAT_MAX_TOOL_CALLS_PER_RESPONSE",
+    "CHAT_MAX_TOOL_CALLS_PER_TURN",
+    "CHAT_TOOL_RESULT_MAX_BYTES",
+    "CHAT_HISTORY_MAX_BYTES",
+    "TODOS_PER_USER_MAX",
+    "LIST_PAGE_SIZE",
+    "LIST_PAGE_SIZE_MAX",
+    "OPS_SLOW_ENABLED",
+    "API_DOCS_ENABLED",
+    "TRUSTED_PROXIES",
+];
+
 /// The marker `env/.env.example` puts where a secret must go. A value still holding it was
 /// copied and not filled in, which deserves its own message rather than a confusing rule error.
 pub const PLACEHOLDER: &str = "REPLACE_ME";
@@ -264,7 +284,7 @@ pub fn validate(entries: &[Entry]) -> Validated {
     }
 
     for (name, entry) in &winners {
-        if rule_for(name).is_some() || name.starts_with("COMPOSE_") {
+        if rule_for(name).is_some() || name.starts_with("COMPOSE_") || TUNABLES.contains(name) {
             // `COMPOSE_*` variables are docker compose's own settings, read from the same file.
             continue;
         }
@@ -968,6 +988,16 @@ mod tests {
         assert!(warnings
             .iter()
             .any(|w| w.0 == Some(12) && w.3.starts_with("remove it")));
+    }
+
+    #[test]
+    fn the_containers_tunables_are_not_unknown() {
+        let mut entries = good_entries();
+        entries.push(entry(10, "CHAT_TURNS_PER_MINUTE", "5"));
+        entries.push(entry(11, "TRUSTED_PROXIES", "10.0.0.0/8"));
+        entries.push(entry(12, "OPS_SLOW_ENABLED", "1"));
+        let result = validate(&entries);
+        assert!(result.problems.is_empty(), "{:?}", result.problems);
     }
 
     #[test]

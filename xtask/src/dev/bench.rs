@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use super::session::{http_get, Msg};
+use super::session::Msg;
 use super::stack;
 use super::{run_dev, DbMode, StackArgs};
 use crate::config::{Config, DEFAULT_FILE};
+use crate::smoke::probe::http_get;
 
 /// One measured figure: what, every round's seconds.
 #[derive(Debug, Clone)]
@@ -88,20 +89,12 @@ pub fn table(figures: &[Figure], poll: bool) -> String {
         out.push_str(&format!(
             "| {} | {:.2} s | {min:.2} s | {max:.2} s | {} | {} |\n",
             f.what,
-            median(&sorted),
+            crate::bench::median(&sorted),
             sorted.len(),
             f.budget
         ));
     }
     out
-}
-
-pub fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 fn script(
@@ -213,10 +206,7 @@ fn script(
             let now = container(project, "backend")?;
             let port = port_of(&now, 8000)?;
             (now != before
-                && matches!(
-                    http_get(port, "/health", Duration::from_secs(5)),
-                    Ok((200, _))
-                ))
+                && http_get(port, "/health", Duration::from_secs(5)).is_ok_and(|a| a.status == 200))
             .then_some(())
         })
         .context("the backend was not rebuilt and serving within 15 minutes")?;
@@ -260,7 +250,7 @@ fn wait_body(port: u16, path: &str, marker: &str, timeout: Duration) -> Result<D
     wait(timeout, || {
         http_get(port, path, Duration::from_secs(30))
             .ok()
-            .filter(|(status, body)| *status == 200 && body.contains(marker))
+            .filter(|a| a.status == 200 && a.body.contains(marker))
             .map(|_| ())
     })
     .context("timed out")?;
@@ -342,9 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn medians_and_the_table() {
-        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
-        assert_eq!(median(&[1.0, 2.0, 3.0, 9.0]), 2.5);
+    fn the_table() {
         let table = table(
             &[Figure {
                 what: "backend source edit → new response",

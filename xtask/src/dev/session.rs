@@ -486,12 +486,13 @@ impl<'a> Session<'a> {
             let mut said_failing = false;
             let mut answered = false;
             while start.elapsed() < ANSWER_TIMEOUT {
-                match http_get(port, &path, Duration::from_secs(30)) {
-                    Ok((status, _)) if (200..400).contains(&status) => {
+                let answer = crate::smoke::probe::http_get(port, &path, Duration::from_secs(30));
+                match answer.map(|a| a.status) {
+                    Ok(status) if (200..400).contains(&status) => {
                         answered = true;
                         break;
                     }
-                    Ok((status, _)) if status >= 500 && !said_failing => {
+                    Ok(status) if status >= 500 && !said_failing => {
                         said_failing = true;
                         let msg = Msg::Failing {
                             service: service.clone(),
@@ -866,31 +867,6 @@ pub fn show_files(files: &[PathBuf]) -> String {
         names.push(format!("{} more", files.len() - 3));
     }
     names.join(", ")
-}
-
-/// A plain HTTP/1.0 GET on loopback: (status code, body).
-pub fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    use std::io::Read;
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// A channel for a session's messages.

@@ -13,7 +13,8 @@
 pub(crate) mod expect;
 mod gate;
 pub(crate) mod lint;
-mod probe;
+/// The HTTP probe and timing statistics; `dev` asks its services through the same probe.
+pub mod probe;
 mod report;
 mod secrets;
 mod stack;

@@ -57,12 +57,17 @@ pub struct Timings {
 }
 
 pub fn timings(samples: &[f64]) -> Timings {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
+    if samples.is_empty() {
+        return Timings {
+            first: 0.0,
+            median: 0.0,
+            max: 0.0,
+        };
+    }
     Timings {
-        first: samples.first().copied().unwrap_or(0.0),
-        median: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
-        max: sorted.last().copied().unwrap_or(0.0),
+        first: samples[0],
+        median: crate::bench::median(samples),
+        max: samples.iter().copied().fold(f64::MIN, f64::max),
     }
 }
 

@@ -194,7 +194,7 @@ fn find_release(root: &Path, version: Option<&str>) -> Result<(String, PathBuf)>
     };
     if let Some(version) = version {
         let tag = format!("v{}", version.trim_start_matches('v'));
-        if semver::Version::parse(&tag[1..]).is_err() {
+        if crate::release::parse_version(&tag).is_err() {
             bail!("`{version}` is not a release version: give it as vX.Y.Z, e.g. v1.0.1");
         }
         if !has_overlay(&tag) {
@@ -214,7 +214,7 @@ fn find_release(root: &Path, version: Option<&str>) -> Result<(String, PathBuf)>
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| has_overlay(name))
         .filter_map(|name| {
-            let version = semver::Version::parse(name.strip_prefix('v')?).ok()?;
+            let version = crate::release::parse_version(&name).ok()?;
             Some((version, name))
         })
         .max();

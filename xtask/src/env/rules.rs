@@ -490,25 +490,7 @@ fn http_url(value: &str) -> Result<(), String> {
 }
 
 fn version(value: &str) -> Result<(), String> {
-    let rest = match value.strip_prefix('v') {
-        Some(rest) => rest,
-        None if value.starts_with('V') => {
-            return Err(format!(
-                "`{value}` starts with a capital V; write a lowercase v"
-            ));
-        }
-        None => return Err(format!("`{value}` has no leading v; write v{value}")),
-    };
-    let parsed = semver::Version::parse(rest)
-        .map_err(|err| format!("`{value}` is not semantic versioning ({err})"))?;
-    // A Docker tag allows letters, digits, `_`, `.` and `-` only, so `+build` metadata cannot
-    // become an image tag.
-    if !parsed.build.is_empty() {
-        return Err(format!(
-            "`{value}` has +build metadata, which a Docker tag cannot hold"
-        ));
-    }
-    Ok(())
+    crate::release::parse_version(value).map(|_| ())
 }
 
 fn model_id(value: &str) -> Result<(), String> {

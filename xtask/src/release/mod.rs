@@ -17,6 +17,7 @@ mod record;
 mod registry;
 mod sign;
 
+pub use plan::parse_version;
 pub use sign::KeygenCmd;
 
 use std::collections::BTreeMap;

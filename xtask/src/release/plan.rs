@@ -107,7 +107,9 @@ pub fn familiar(repository: &str) -> &str {
     short.strip_prefix("library/").unwrap_or(short)
 }
 
-/// Parses `v<semver>`. Build metadata (`+…`) is refused because a Docker tag cannot hold `+`.
+/// Parses `v<semver>`, the one spelling of a version tag the project takes (release arguments,
+/// git tags, the VERSION variable). Build metadata (`+…`) is refused because a Docker tag cannot
+/// hold `+`.
 pub fn parse_version(arg: &str) -> Result<Version, String> {
     let rest = match arg.strip_prefix('v') {
         Some(rest) => rest,
@@ -116,7 +118,7 @@ pub fn parse_version(arg: &str) -> Result<Version, String> {
                 "`{arg}` starts with a capital V; write a lowercase v"
             ))
         }
-        None => return Err(format!("`{arg}` has no leading v")),
+        None => return Err(format!("`{arg}` has no leading v; write v{arg}")),
     };
     let version = Version::parse(rest)
         .map_err(|err| format!("`{arg}` is not semantic versioning after the v ({err})"))?;

@@ -1125,8 +1125,11 @@ fn start_reaper(
 }
 
 /// One `dev` per checkout at a time: the second would remove the first one's stack as leftovers.
+/// An exclusive lock on a file (flock), held for the run: the kernel drops it however the process
+/// ends, so a killed `dev` never leaves a stale lock, and no process id is taken for another's.
+/// The file also holds the holder's process id, for the message.
 struct RunLock {
-    path: PathBuf,
+    _file: std::fs::File,
 }
 
 impl RunLock {
@@ -1134,46 +1137,72 @@ impl RunLock {
         let dir = stack.root.join(images::OUT_DIR);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        if let Some(pid) = live_dev(&stack.root, &stack.project) {
+        RunLock::at(&run_lock_file(&stack.root, &stack.project))
+    }
+
+    fn at(path: &Path) -> Result<RunLock> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let pid = std::fs::read_to_string(path).unwrap_or_default();
+            let pid = pid.trim();
             bail!(
                 "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it first \
                  (Ctrl-C in its terminal, or `kill -INT {pid}`)"
             );
         }
-        let path = run_lock_file(&stack.root, &stack.project);
-        std::fs::write(&path, std::process::id().to_string())
+        use std::io::Write;
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(RunLock { path })
+        Ok(RunLock { _file: file })
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Where a running `dev` writes its process id.
+/// The file a running `dev` holds locked.
 fn run_lock_file(root: &Path, project: &str) -> PathBuf {
-    root.join(images::OUT_DIR).join(format!("{project}.pid"))
+    root.join(images::OUT_DIR).join(format!("{project}.lock"))
 }
 
-/// The process id of a `dev` that runs for this checkout's stack, other than this process.
+/// The process id of a `dev` that runs for this checkout's stack: whoever holds its lock.
 fn live_dev(root: &Path, project: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(run_lock_file(root, project)).ok()?;
-    let pid = text.trim().parse::<u32>().ok()?;
-    (pid != std::process::id() && is_xtask(pid)).then_some(pid)
+    lock_holder(&run_lock_file(root, project))
 }
 
-fn is_xtask(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("xtask"))
-        .unwrap_or(false)
+fn lock_holder(path: &Path) -> Option<u32> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.try_lock_shared().is_ok() {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_dev_holds_the_lock_and_its_end_releases_it() {
+        let path = std::env::temp_dir().join(format!("xtask-lock-{}.lock", std::process::id()));
+        let held = RunLock::at(&path).unwrap();
+        assert_eq!(lock_holder(&path), Some(std::process::id()));
+        let err = RunLock::at(&path)
+            .err()
+            .expect("a second dev is refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        assert_eq!(lock_holder(&path), None);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn auto_takes_a_valid_external_url_and_falls_back_to_local() {

@@ -270,6 +270,7 @@ fn fixtures_use_the_projects_own_bases() {
         "xtask/tests/fixtures/build/failing.toml",
         "xtask/tests/fixtures/build/over-budget.toml",
         "xtask/tests/fixtures/build/killed.toml",
+        "xtask/tests/fixtures/build/slow.toml",
     ] {
         assert_eq!(
             bases(fixture),

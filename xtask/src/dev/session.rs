@@ -333,19 +333,40 @@ impl<'a> Session<'a> {
         // The error's lines come from the compile the change started: look at lines logged
         // since shortly before the failing answer.
         let since = failing.since.checked_sub(Duration::from_secs(30));
-        let found = recent.and_then(|lines| {
-            lines
-                .iter()
-                .filter(|(at, _)| since.is_none_or(|s| *at >= s))
-                .find_map(|(_, line)| failing_file(line).map(|file| (file, line.clone())))
-        });
+        let lines: Vec<&String> = recent
+            .map(|r| {
+                r.iter()
+                    .filter(|(at, _)| since.is_none_or(|s| *at >= s))
+                    .map(|(_, l)| l)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = lines
+            .iter()
+            .enumerate()
+            .find_map(|(i, line)| failing_file(line).map(|file| (i, file)));
         let message = match found {
-            Some((file, line)) => format!(
-                "dev: {service}: {} does not compile ({}); it answers {} until the file is fixed",
-                dir.join(&file).display(),
-                clean(&line),
-                failing.status
-            ),
+            // The compiler's message follows the line with the file (`Error: Expected '</'...`):
+            // wait a moment for it when it has not arrived yet.
+            Some((i, _)) if i + 1 == lines.len() && failing.since.elapsed() < FAILING_LOG_WAIT => {
+                return
+            }
+            Some((i, file)) => {
+                let at = clean(lines[i]);
+                let at = at.trim_start_matches(|c: char| !c.is_ascii_alphanumeric() && c != '.');
+                let detail = lines
+                    .get(i + 1)
+                    .map(|l| clean(l))
+                    .filter(|l| !l.is_empty() && !is_code_frame(l))
+                    .map(|l| format!("{at}: {l}"))
+                    .unwrap_or_else(|| at.to_string());
+                format!(
+                    "dev: {service}: {} does not compile ({detail}); it answers {} until the \
+                     file is fixed",
+                    dir.join(&file).display(),
+                    failing.status
+                )
+            }
             None if failing.since.elapsed() >= FAILING_LOG_WAIT => format!(
                 "dev: {service}: {} changed; it answers {}: see its log",
                 show_files(&failing.files),
@@ -829,6 +850,13 @@ pub fn failing_file(line: &str) -> Option<String> {
         .next()
 }
 
+/// A line of a compiler's code frame (`  32 | code`, `> 33 |`, `     | ^`), not its message.
+fn is_code_frame(line: &str) -> bool {
+    let line = line.trim_start_matches('>').trim_start();
+    let head = line.split('|').next().unwrap_or("");
+    line.contains('|') && head.trim().bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A log line without terminal colour codes, trimmed.
 fn clean(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -886,6 +914,15 @@ mod tests {
             .collect();
         assert_eq!(show_files(&files[..1]), "a");
         assert_eq!(show_files(&files), "a, b, c, 2 more");
+    }
+
+    #[test]
+    fn code_frames_are_told_from_messages() {
+        assert!(is_code_frame("32 | export const broken = <div>;"));
+        assert!(is_code_frame("> 33 |"));
+        assert!(is_code_frame("| ^"));
+        assert!(!is_code_frame("Error: Expected '</', got '<eof>'"));
+        assert!(!is_code_frame("Parsing ecmascript source code failed"));
     }
 
     #[test]

@@ -298,10 +298,11 @@ impl ReleaseCmd {
             return Err(interrupt::Interrupted.into());
         }
 
-        // Every release describes its images: the SBOMs go beside the record, and are attested
-        // when the release is signed.
+        // Every release describes its images: the SBOMs are made with the build's files, are
+        // attested when the release is signed, and go beside the record once it is written
+        // (until then nothing under target/releases says that a release happened).
         let root = sh.current_dir();
-        let sbom_dir = root.join(plan.record_file.with_extension("sbom"));
+        let sbom_dir = root.join(BUILD_DIR).join("sbom");
         eprintln!("writing the SBOMs of {} with syft", describe(&ids));
         let sboms = crate::sbom::make_all(&root, &ids, SBOM_FORMAT, &sbom_dir)
             .context("the SBOMs could not be made: nothing was pushed")?;
@@ -320,8 +321,11 @@ impl ReleaseCmd {
                 .iter()
                 .find(|s| s.service == image.service)
                 .context("an image without its SBOM")?;
-            let file = sbom.file.strip_prefix(&root).unwrap_or(&sbom.file);
-            image.sbom = Some(file.to_path_buf());
+            let file = plan
+                .record_file
+                .with_extension("sbom")
+                .join(sbom.file.file_name().unwrap_or_default());
+            image.sbom = Some(file.clone());
             if let Some(key) = key {
                 let signed = sign::sign_image(
                     key,
@@ -340,10 +344,19 @@ impl ReleaseCmd {
                     )
                 })?;
                 image.signature = Some(sign::Signed {
-                    sbom: file.to_path_buf(),
+                    sbom: file.clone(),
                     ..signed
                 });
             }
+        }
+        for sbom in &sboms {
+            let to = root
+                .join(plan.record_file.with_extension("sbom"))
+                .join(sbom.file.file_name().unwrap_or_default());
+            std::fs::create_dir_all(to.parent().context("an SBOM path without a folder")?)?;
+            std::fs::copy(&sbom.file, &to).with_context(|| {
+                format!("cannot copy {} to {}", sbom.file.display(), to.display())
+            })?;
         }
         record.signed = key.is_some();
         if key.is_none() {

@@ -881,6 +881,20 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
     );
     assert_eq!(project_left(&project), (String::new(), String::new()));
     docker(&["volume", "inspect", &volume]);
+    // Without the password the volume was made with, its data cannot be reached: `up` refuses,
+    // naming the file and the way out, and starts nothing.
+    let password = copy.path(&format!("target/xtask/up/{project}.db-password"));
+    let kept = copy.path("db-password.kept");
+    std::fs::rename(&password, &kept).unwrap();
+    let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{project}.db-password")) && stderr.contains("down --volumes"),
+        "{stderr}"
+    );
+    assert_eq!(project_left(&project), (String::new(), String::new()));
+    std::fs::rename(&kept, &password).unwrap();
     let (stdout, _) = up();
     let (frontend, backend) = (
         printed_port(&stdout, "frontend"),

@@ -36,6 +36,10 @@ pub struct BenchCmd {
     /// Print the figures without rewriting docs/benchmarks.md.
     #[arg(long)]
     no_write: bool,
+    /// Instead: a cold build of both images on a fresh engine (an empty CI runner) without and
+    /// with a registry cache; see `bench_runner`.
+    #[arg(long)]
+    fresh_runner: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,7 +83,10 @@ pub fn median(samples: &[f64]) -> f64 {
 }
 
 impl BenchCmd {
-    pub fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell, config_file: &std::path::Path) -> Result<()> {
+        if self.fresh_runner {
+            return crate::bench_runner::run(sh, config_file, !self.no_write);
+        }
         if self.runs == 0 {
             bail!("--runs must be at least 1");
         }

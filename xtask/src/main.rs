@@ -3,6 +3,7 @@
 
 mod bases;
 mod bench;
+mod bench_runner;
 mod build;
 mod config;
 mod debian;
@@ -16,6 +17,10 @@ mod interrupt;
 mod plan;
 mod release;
 mod sbom;
+/// The second engine of the tests, also the fresh runner of `bench --fresh-runner`: one file, so
+/// that the benchmark measures the very engine the tests check.
+#[path = "../tests/support/second_engine.rs"]
+mod second_engine;
 mod smoke;
 mod store;
 mod test;
@@ -80,7 +85,7 @@ fn main() {
         let config = || config::Config::load_in(&root, &root.join(&cli.config));
         match cli.cmd {
             Cmd::Bases(cmd) => cmd.run(&sh, &config()?),
-            Cmd::Bench(cmd) => cmd.run(&sh),
+            Cmd::Bench(cmd) => cmd.run(&sh, &cli.config),
             Cmd::Build(cmd) => cmd.run(&sh, &config()?),
             Cmd::Deploy(cmd) => cmd.run(&sh, &config()?),
             Cmd::Dev(cmd) => cmd.run(&sh, &config()?),

@@ -189,11 +189,15 @@ fn parse_inspect(text: &str) -> Builder {
 /// image is inspected, measured and smoked where it was built. Must run before anything asks
 /// `engine::endpoint`.
 pub fn follow_builder(builder: &Builder) {
-    let current = std::env::var("DOCKER_CONTEXT").unwrap_or_default();
-    if builder.is_engine() && builder.endpoint != "default" && builder.endpoint != current {
-        std::env::remove_var("DOCKER_HOST");
-        std::env::set_var("DOCKER_CONTEXT", &builder.endpoint);
+    if !builder.is_engine() {
+        return;
     }
+    // The `default` context is DOCKER_HOST's engine when that is set, and it already wins.
+    if builder.endpoint == "default" && std::env::var_os("DOCKER_HOST").is_some() {
+        return;
+    }
+    std::env::remove_var("DOCKER_HOST");
+    std::env::set_var("DOCKER_CONTEXT", &builder.endpoint);
 }
 
 /// Refuses, before anything is built, an export the builder cannot do: the `docker` driver on the

@@ -73,42 +73,53 @@ impl SecondEngine {
             "features": {"containerd-snapshotter": options.containerd_store}
         });
         std::fs::write(&config, features.to_string()).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        // `nsenter --net` changes the network namespace only: `ip netns exec` would also remount
-        // /sys, and dockerd then finds no cgroups.
-        let d = dir.display();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{netns}"))
-            .args(["dockerd", "--config-file"])
-            .arg(&config)
-            .args([
-                format!("--data-root={d}/data"),
-                format!("--exec-root={d}/exec"),
-                format!("--pidfile={d}/docker.pid"),
-                format!("--host=unix://{d}/docker.sock"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start a second dockerd");
+        let child = spawn(&dir, &netns);
         let engine = SecondEngine {
             dir,
             netns,
             child,
             online,
         };
+        engine.wait_ready();
+        engine
+    }
+
+    /// Stops the engine and starts it again with an empty data root, in the same namespace: a
+    /// fresh runner that still reaches what the namespace holds (a registry started there).
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        let _ = std::fs::remove_dir_all(self.dir.join("exec"));
+        self.child = spawn(&self.dir, &self.netns);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine.docker(&["version"]).status.success() {
+        while !self.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "the second engine did not answer within 60 s: {}",
-                std::fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(300));
         }
-        engine
+    }
+
+    /// SIGTERM to dockerd, which stops its containers and unmounts its layers, then waits.
+    fn stop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("docker.pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The engine's address, as DOCKER_HOST or a context's `host=` takes it.
@@ -161,6 +172,30 @@ impl SecondEngine {
             String::from_utf8_lossy(&load.stderr)
         );
     }
+}
+
+/// Starts dockerd on `dir` (its config, data root, exec root, pid file and socket) in `netns`.
+fn spawn(dir: &Path, netns: &str) -> Child {
+    let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+    // `nsenter --net` changes the network namespace only: `ip netns exec` would also remount
+    // /sys, and dockerd then finds no cgroups.
+    let d = dir.display();
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{netns}"))
+        .args(["dockerd", "--config-file"])
+        .arg(dir.join("daemon.json"))
+        .args([
+            format!("--data-root={d}/data"),
+            format!("--exec-root={d}/exec"),
+            format!("--pidfile={d}/docker.pid"),
+            format!("--host=unix://{d}/docker.sock"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("start a second dockerd")
 }
 
 /// A Debian `docker-registry` on the loopback of a second engine's namespace: the only place
@@ -319,19 +354,7 @@ fn connect(netns: &str, pid: u32) -> Online {
 
 impl Drop for SecondEngine {
     fn drop(&mut self) {
-        // dockerd stops its containers and unmounts its layers on SIGTERM.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("docker.pid")) {
-            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         if let Some(online) = &self.online {
             for rule in &online.rules {
                 let mut args: Vec<&str> = rule.iter().map(String::as_str).collect();

@@ -73,6 +73,10 @@ pub struct BuildCmd {
     /// current one).
     #[arg(long, value_name = "NAME")]
     builder: Option<String>,
+    /// After a successful build, push each image's `sha-<hash>` tag to DOCKER_REGISTRY (what a
+    /// CI job does); only a clean commit's images are pushed.
+    #[arg(long)]
+    push: bool,
 }
 
 /// The requested base mode: the flag, else TODO_BASES, else the project file.
@@ -103,6 +107,11 @@ impl BuildCmd {
             self.builder.clone(),
             config,
         )?;
+        let push_to = if self.push && !self.print {
+            Some(push_target(&git)?)
+        } else {
+            None
+        };
         if !self.print {
             // The builder first: when it is another engine's own BuildKit, that engine is the
             // one to start, inspect and measure.
@@ -189,7 +198,12 @@ impl BuildCmd {
                 }
             }
         }
-        let report = execute(sh, &plan, self.progress)?;
+        let mut report = execute(sh, &plan, self.progress)?;
+        let all_ok = !report.interrupted && report.images.iter().all(|i| i.ok);
+        let push_error = match &push_to {
+            Some(registry) if all_ok => push_images(&mut report, registry, &git).err(),
+            _ => None,
+        };
         let previous = report::load_history(sh);
         report::append_history(sh, &report)?;
         if self.json {
@@ -210,6 +224,9 @@ impl BuildCmd {
         }
         if report.interrupted {
             return Err(interrupt::Interrupted.into());
+        }
+        if let Some(err) = push_error {
+            return Err(err);
         }
         let failed: Vec<&str> = report
             .images
@@ -239,6 +256,53 @@ impl BuildCmd {
         }
         Ok(())
     }
+}
+
+/// The registry `build --push` pushes to, checked before anything is built: DOCKER_REGISTRY
+/// from the environment (as a CI job sets it), and a clean commit, since a `-dirty` image is no
+/// revision anyone can build again.
+fn push_target(git: &GitInfo) -> Result<crate::release::plan::Registry> {
+    if git.dirty {
+        anyhow::bail!(
+            "refusing to push: the working tree has uncommitted changes, and an image of \
+             `sha-{}` is no commit anyone can build again; commit or stash them and run again. \
+             Nothing was built",
+            git.short()
+        );
+    }
+    let value = std::env::var("DOCKER_REGISTRY").unwrap_or_default();
+    if value.trim().is_empty() {
+        anyhow::bail!(
+            "--push needs DOCKER_REGISTRY in the environment (e.g. DOCKER_REGISTRY=localhost:5000/todo \
+             or a Docker Hub namespace). Nothing was built"
+        );
+    }
+    crate::release::plan::Registry::parse(&value)
+        .map_err(|e| anyhow::anyhow!("{e}. Nothing was built"))
+}
+
+/// Tags each built image `REGISTRY/IMAGE:sha-<hash>` and pushes it; each result records the
+/// reference and the digest the registry stored.
+fn push_images(
+    report: &mut BuildReport,
+    registry: &crate::release::plan::Registry,
+    git: &GitInfo,
+) -> Result<()> {
+    use crate::release::registry;
+    for image in &mut report.images {
+        let id = image.id.clone().context("a built image without an id")?;
+        let reference = format!("{}:sha-{}", registry.repository(&image.image), git.short());
+        registry::tag(&id, &reference)?;
+        let digest = registry::push(&reference).with_context(|| {
+            format!(
+                "the push of {reference} failed (the images are built; run the same command \
+                 again to push them)"
+            )
+        })?;
+        eprintln!("pushed {reference} {digest}");
+        image.pushed = Some(format!("{reference}@{digest}"));
+    }
+    Ok(())
 }
 
 /// What a job sends to the printing thread.
@@ -472,6 +536,7 @@ fn image_result(
         cached_steps,
         cache_from: image.cache_from.clone(),
         cache_to: image.cache_to.clone(),
+        pushed: None,
         slowest_steps: stream.slowest(3),
         log_file: image.log_file.clone(),
         last_lines: vec![],

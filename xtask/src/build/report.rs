@@ -48,6 +48,9 @@ pub struct ImageResult {
     pub cache_from: Option<String>,
     #[serde(default)]
     pub cache_to: Option<String>,
+    /// `REPOSITORY:sha-<hash>@DIGEST`, when `--push` pushed the image.
+    #[serde(default)]
+    pub pushed: Option<String>,
     #[serde(default)]
     pub slowest_steps: Vec<(String, f64)>,
     #[serde(default)]
@@ -215,6 +218,7 @@ mod tests {
             cached_steps: 10,
             cache_from: None,
             cache_to: None,
+            pushed: None,
             slowest_steps: vec![],
             log_file: "x.log".into(),
             last_lines: vec![],

@@ -12,9 +12,9 @@
 //! the same command again completes the release: an image of this version and revision found in
 //! the registry is reused rather than rebuilt, so every tag of the release names one digest.
 
-mod plan;
+pub(crate) mod plan;
 mod record;
-mod registry;
+pub(crate) mod registry;
 mod sign;
 
 pub use plan::parse_version;

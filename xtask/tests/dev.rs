@@ -1008,3 +1008,62 @@ fn dev_stops_when_down_dev_force_removes_its_stack() {
     assert_eq!(status.code(), Some(1), "{}", dev.output());
     assert_eq!(project_left(&project), (String::new(), String::new()));
 }
+
+/// Ctrl-C as a terminal sends it (SIGINT to the whole process group, compose and docker children
+/// included) at moments spread over `up` and over `dev`'s start: 130 every time, and no
+/// container or network of the stack left. The database's volume of `up` is kept on purpose.
+#[test]
+fn ctrl_c_to_the_process_group_stops_up_and_dev_with_130_and_leaves_nothing() {
+    support::built();
+    let copy = Copy::new("ctrlc");
+    let compose_dir = copy.dir.join("compose");
+    let working_dir = format!(
+        "label=com.docker.compose.project.working_dir={}",
+        compose_dir.display()
+    );
+    let check = |what: &str, seed: u64, delay: Duration, code: Option<i32>, stderr: &str| {
+        assert_eq!(
+            code,
+            Some(130),
+            "{what}, seed {seed}, Ctrl-C at {delay:?}:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("error:"),
+            "{what}, seed {seed}, at {delay:?}:\n{stderr}"
+        );
+        let left = docker(&["ps", "--all", "--quiet", "--filter", &working_dir]);
+        let project = stderr
+            .lines()
+            .find_map(|l| l.split("compose project ").nth(1))
+            .map(|p| p.split_whitespace().next().unwrap_or_default().to_string());
+        let networks = project.map(|p| project_left(&p).1).unwrap_or_default();
+        assert_eq!(
+            (left.as_str(), networks.as_str()),
+            ("", ""),
+            "{what}, seed {seed}, Ctrl-C at {delay:?} left containers or networks:\n{stderr}"
+        );
+    };
+    let (seed, at) = support::moments(5, Duration::from_secs(15));
+    for delay in at {
+        let args = ["up", "--frontend-port", "0", "--backend-port", "0"];
+        let (sent, code, stderr) = support::interrupt_after(&copy.dir, &args, delay);
+        if !sent {
+            // `up` was done before its moment: take the stack down for the next round.
+            assert_eq!(code, Some(0), "{stderr}");
+            let _ = copy.xtask(&["down"]);
+            continue;
+        }
+        check("up", seed, delay, code, &stderr);
+    }
+    let _ = copy.xtask(&["down", "--volumes"]);
+    let (seed, at) = support::moments(4, Duration::from_secs(40));
+    for delay in at {
+        let args = ["dev", "--frontend-port", "0", "--backend-port", "0"];
+        let (sent, code, stderr) = support::interrupt_after(&copy.dir, &args, delay);
+        assert!(
+            sent,
+            "dev ended by itself ({code:?}) before {delay:?}:\n{stderr}"
+        );
+        check("dev", seed, delay, code, &stderr);
+    }
+}

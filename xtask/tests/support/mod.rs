@@ -167,3 +167,69 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Runs the xtask in `dir` in a process group of its own, as a shell runs a foreground job, and
+/// after `delay` sends SIGINT to that whole group, as a terminal's Ctrl-C does. Returns whether
+/// the Ctrl-C was sent (not when the command had ended before its moment), the exit code (None:
+/// killed by a signal) and stderr.
+pub fn interrupt_after(
+    dir: &std::path::Path,
+    args: &[&str],
+    delay: Duration,
+) -> (bool, Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("run xtask");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    std::thread::sleep(delay);
+    let group = format!("-{}", child.id());
+    let ended_before = child.try_wait().unwrap().is_some();
+    if !ended_before {
+        Command::new("kill")
+            .args(["-INT", "--", &group])
+            .status()
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            panic!("{args:?} did not stop within 180 s of Ctrl-C at {delay:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (!ended_before, status.code(), reader.join().unwrap())
+}
+
+/// `n` moments spread over `span`, each shifted within its share by a seed from the clock, so
+/// that every run tries other moments; the seed is returned to be printed with a failure.
+pub fn moments(n: u32, span: Duration) -> (u64, Vec<Duration>) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let step = span / n;
+    let jitter = |i: u32| {
+        let x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(i as u64 * 1442695040888963407);
+        (x >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let at = (0..n).map(|i| step * i + step.mul_f64(jitter(i))).collect();
+    (seed, at)
+}

@@ -532,8 +532,16 @@ fn check_archives(
     current: &Current,
     when: CheckWhen,
 ) -> Result<Option<(Current, Vec<Pending>)>> {
+    // Due once a day, and also as soon as the vulnerability gate has fetched indexes newer than
+    // the last comparison: then comparing costs no download, and the bases follow what the gate
+    // sees instead of failing it for the rest of the day.
+    let checked = checked_seconds(archive, &current.identity);
     let due = when == CheckWhen::Now
-        || checked_seconds(archive, &current.identity).is_none_or(|s| s >= CHECK_SECONDS);
+        || checked.is_none_or(|s| s >= CHECK_SECONDS)
+        || archive
+            .age_seconds()
+            .zip(checked)
+            .is_some_and(|(index, check)| index < check);
     if !due {
         return Ok(None);
     }

@@ -24,6 +24,9 @@ const nextConfig: NextConfig = {
   outputFileTracingExcludes: {
     "*": ["node_modules/sharp/**", "node_modules/@img/**"],
   },
+  // The revision of the sources when the build passes one (NEXT_BUILD_ID, from `cargo xtask
+  // build`), so that the same commit gives the same files; else Next.js picks a random id.
+  generateBuildId: async () => process.env.NEXT_BUILD_ID || null,
   poweredByHeader: false,
   reactStrictMode: true,
   async headers() {

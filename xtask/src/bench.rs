@@ -111,7 +111,9 @@ impl BenchCmd {
         let images: Vec<_> = config.images.iter().collect();
         let resolved = bases::resolve(sh, config, &images, base_mode(None, config)?)?;
         let git = GitInfo::read(sh)?;
-        let inputs = plan::PlanInputs::now(&config.project.version, &git, &resolved.args, OUT_DIR);
+        let inputs = plan::PlanInputs::now(&config.project.version, &git, &resolved.args, OUT_DIR)
+            .with_context_revisions(sh, &images)
+            .with_build_seed(sh)?;
         sh.create_dir(OUT_DIR)?;
         let plan = plan::build_plan(config, &images, &inputs);
         let mut cold_plan = plan.clone();
@@ -222,8 +224,18 @@ fn write_bake_file(sh: &Shell, plan: &BuildPlan, name: &str) -> Result<PathBuf> 
                 "output": ["type=docker"],
                 "no-cache": i.no_cache,
             });
-            if let Some(ca) = &i.ca_secret {
-                def["secret"] = serde_json::json!([format!("id=ca,src={}", ca.display())]);
+            let secrets: Vec<String> = i
+                .ca_secret
+                .iter()
+                .map(|ca| format!("id=ca,src={}", ca.display()))
+                .chain(
+                    i.seed_secret
+                        .iter()
+                        .map(|seed| format!("id=build_seed,src={}", seed.display())),
+                )
+                .collect();
+            if !secrets.is_empty() {
+                def["secret"] = serde_json::json!(secrets);
             }
             (i.service.clone(), def)
         })

@@ -123,6 +123,10 @@ pub struct Image {
     pub health_path: String,
     pub user: String,
     pub budget_mb: u64,
+    /// `build` warns when the image grows by more than this many megabytes since the previous
+    /// build, even under its budget.
+    #[serde(default)]
+    pub warn_growth_mb: Option<f64>,
     /// A file inside the context that `bench` rewrites to stand for a source edit.
     #[serde(default)]
     pub bench_touch: Option<PathBuf>,

@@ -194,6 +194,48 @@ pub fn api_image(reference: &str) -> Option<Option<(String, u64)>> {
     )))
 }
 
+/// An image's history, newest entry first: (instruction, size of the layer it made), through the
+/// API socket when it answers.
+pub fn api_history(reference: &str) -> Option<Vec<(String, u64)>> {
+    let (status, body) = api_get(&format!("/images/{reference}/history"))?;
+    if status != 200 {
+        return None;
+    }
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+    Some(
+        entries
+            .iter()
+            .map(|e| {
+                (
+                    e["CreatedBy"].as_str().unwrap_or_default().to_string(),
+                    e["Size"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The folders that hold an image's layers on this host, lowest first, when the engine stores
+/// them with overlay2 on a file system this process can read (a local engine, as root).
+pub fn layer_dirs(reference: &str) -> Option<Vec<std::path::PathBuf>> {
+    let (status, body) = api_get(&format!("/images/{reference}/json"))?;
+    if status != 200 {
+        return None;
+    }
+    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let data = &image["GraphDriver"]["Data"];
+    let mut dirs: Vec<std::path::PathBuf> = data["LowerDir"]
+        .as_str()
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .rev()
+        .map(std::path::PathBuf::from)
+        .collect();
+    dirs.push(data["UpperDir"].as_str()?.into());
+    dirs.iter().all(|d| d.is_dir()).then_some(dirs)
+}
+
 fn cli_version(sh: &Shell) -> Option<String> {
     which::which("docker").ok()?;
     let format = "--format={{.Server.Version}}";

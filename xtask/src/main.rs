@@ -13,6 +13,7 @@ mod doctor;
 mod engine;
 mod env;
 mod git;
+mod history;
 mod interrupt;
 mod plan;
 mod release;
@@ -63,6 +64,8 @@ enum Cmd {
     Env(env::EnvCmd),
     /// Make the cosign key pair that signs releases, outside the repository.
     Keygen(release::KeygenCmd),
+    /// Show build time and size per image over the latest builds (a table, or an HTML page).
+    History(history::HistoryCmd),
     /// Build, check and push both images to a registry, all or nothing.
     Release(release::ReleaseCmd),
     /// Write one SBOM per image with syft; --gate runs the vulnerability gate on them.
@@ -93,6 +96,7 @@ fn main() {
             Cmd::Doctor(cmd) => cmd.run(&sh, &config()?),
             Cmd::Env(cmd) => cmd.run(&sh),
             Cmd::Keygen(cmd) => cmd.run(&sh),
+            Cmd::History(cmd) => cmd.run(&sh),
             Cmd::Release(cmd) => cmd.run(&sh, &config()?),
             Cmd::Sbom(cmd) => cmd.run(&sh, &config()?),
             Cmd::Smoke(cmd) => cmd.run(&sh, &config()?),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{Config, Image};
@@ -28,6 +29,9 @@ pub struct ImagePlan {
     pub build_args: BTreeMap<String, String>,
     /// The file passed as the BuildKit secret `ca`, when the host has a proxy CA.
     pub ca_secret: Option<PathBuf>,
+    /// The file passed as the BuildKit secret `build_seed` (see `PlanInputs::with_build_seed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_secret: Option<PathBuf>,
     pub no_cache: bool,
     /// The registry cache this image imports (`type=registry,ref=...`).
     pub cache_from: Option<String>,
@@ -49,16 +53,21 @@ pub struct PlanInputs<'a> {
     /// Build argument -> base image reference, as resolved for this host.
     pub bases: &'a BTreeMap<String, String>,
     pub ca_secret: Option<PathBuf>,
+    pub seed_secret: Option<PathBuf>,
     pub no_cache: bool,
     /// The registry caches and the builder (see `build::remote`).
     pub remote: crate::build::remote::Remote,
     /// Where logs and metadata files go.
     pub out_dir: PathBuf,
+    /// Context folder -> the revision that last changed it (`GitInfo::context_revision`); an
+    /// image whose context is missing here gets the revision of HEAD.
+    pub context_revisions: BTreeMap<PathBuf, String>,
 }
 
 impl<'a> PlanInputs<'a> {
-    /// The inputs of a build on this host now: created at the current time, the host's proxy
-    /// CA (if any) passed as the secret `ca`, the layer cache used.
+    /// The inputs of a build on this host now: created at the commit's time (so that building
+    /// the same commit again gives the same image), the host's proxy CA (if any) passed as the
+    /// secret `ca`, the layer cache used.
     pub fn now(
         version: &'a semver::Version,
         git: &'a GitInfo,
@@ -68,14 +77,62 @@ impl<'a> PlanInputs<'a> {
         PlanInputs {
             version,
             git,
-            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            created: rfc3339(git.commit_time),
             bases,
             ca_secret: crate::engine::ca_bundle(),
+            seed_secret: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: out_dir.into(),
+            context_revisions: BTreeMap::new(),
         }
     }
+
+    /// Adds the build seed: 32 random bytes kept in `target/xtask/build-seed` (made on first use,
+    /// readable by its owner only) and passed as the BuildKit secret `build_seed`. Next.js makes
+    /// its preview-mode and server-action keys at random on every build in a container; the
+    /// frontend's Dockerfile derives them from this seed instead, so that the same commit gives
+    /// the same image on this machine (and on any machine given the same file), while the keys
+    /// stay unknown to whoever has only the sources.
+    pub fn with_build_seed(mut self, sh: &xshell::Shell) -> Result<Self> {
+        let path = sh.current_dir().join(SEED_FILE);
+        if !path.is_file() {
+            use std::io::Read;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut bytes = [0u8; 32];
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::io::Write::write_all(&mut file, hex.as_bytes())?;
+        }
+        self.seed_secret = Some(path);
+        Ok(self)
+    }
+
+    /// Adds the revision of each image's context, read from git.
+    pub fn with_context_revisions(mut self, sh: &xshell::Shell, images: &[&Image]) -> Self {
+        for image in images {
+            let revision = self.git.context_revision(sh, &image.context);
+            self.context_revisions
+                .insert(image.context.clone(), revision);
+        }
+        self
+    }
+}
+
+/// The build seed's file, relative to the project root.
+pub const SEED_FILE: &str = "target/xtask/build-seed";
+
+/// Seconds since the Unix epoch as an RFC 3339 time in UTC.
+pub fn rfc3339(seconds: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> BuildPlan {
@@ -86,7 +143,24 @@ pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> Bu
                 .bases
                 .keys()
                 .filter_map(|arg| inputs.bases.get(arg).map(|r| (arg.clone(), r.clone())))
-                .chain([("APP_VERSION".to_string(), inputs.version.to_string())])
+                .chain([
+                    ("APP_VERSION".to_string(), inputs.version.to_string()),
+                    // BuildKit sets the image's and its history's times from this argument. A
+                    // changed value changes only the image config, never a step's cache key
+                    // (unless a Dockerfile declares it).
+                    (
+                        "SOURCE_DATE_EPOCH".to_string(),
+                        inputs.git.commit_time.to_string(),
+                    ),
+                    (
+                        "CONTEXT_REVISION".to_string(),
+                        inputs
+                            .context_revisions
+                            .get(&image.context)
+                            .cloned()
+                            .unwrap_or_else(|| inputs.git.short()),
+                    ),
+                ])
                 .collect();
             ImagePlan {
                 service: image.service.clone(),
@@ -97,6 +171,7 @@ pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> Bu
                 labels: labels(config, image, inputs),
                 build_args,
                 ca_secret: inputs.ca_secret.clone(),
+                seed_secret: inputs.seed_secret.clone(),
                 no_cache: inputs.no_cache,
                 cache_from: inputs
                     .remote
@@ -175,6 +250,9 @@ impl ImagePlan {
         if let Some(ca) = &self.ca_secret {
             args.push(format!("--secret=id=ca,src={}", ca.display()));
         }
+        if let Some(seed) = &self.seed_secret {
+            args.push(format!("--secret=id=build_seed,src={}", seed.display()));
+        }
         if self.no_cache {
             args.push("--no-cache".into());
         }
@@ -209,6 +287,7 @@ mod tests {
             revision: "abcdef0123456789abcdef0123456789abcdef01".into(),
             dirty,
             origin: None,
+            ..Default::default()
         }
     }
 
@@ -231,9 +310,11 @@ mod tests {
             created: "2026-11-25T18:00:00Z".into(),
             bases: &bases,
             ca_secret: ca,
+            seed_secret: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: "target/xtask/build".into(),
+            context_revisions: BTreeMap::new(),
         };
         let images: Vec<&Image> = config.images.iter().collect();
         build_plan(&config, &images, &inputs)
@@ -288,7 +369,13 @@ mod tests {
         let args: Vec<&String> = plan.images[0].build_args.keys().collect();
         assert_eq!(
             args,
-            ["APP_VERSION", "NODE_BUILD_IMAGE", "NODE_RUNTIME_IMAGE"]
+            [
+                "APP_VERSION",
+                "CONTEXT_REVISION",
+                "NODE_BUILD_IMAGE",
+                "NODE_RUNTIME_IMAGE",
+                "SOURCE_DATE_EPOCH"
+            ]
         );
         assert_eq!(
             plan.images[1].build_args["PYTHON_RUNTIME_IMAGE"],

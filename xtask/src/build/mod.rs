@@ -1,8 +1,11 @@
 //! `cargo xtask build`: both images at once with BuildKit, tagged, labelled, measured against
 //! their budgets, and reported.
 
+mod context;
+mod explain;
 pub mod remote;
 mod report;
+mod sizes;
 pub mod stream;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -20,7 +23,7 @@ use crate::config::{BaseMode, Config};
 use crate::git::GitInfo;
 use crate::interrupt;
 use crate::plan::{self, BuildPlan, ImagePlan};
-pub use report::{BuildReport, ImageResult};
+pub use report::{BuildReport, ImageResult, HISTORY};
 use stream::{BuildStream, Update};
 
 pub const OUT_DIR: &str = "target/xtask/build";
@@ -58,6 +61,14 @@ pub struct BuildCmd {
     /// After a successful build, write one SBOM per image with syft (as `cargo xtask sbom`).
     #[arg(long)]
     sbom: bool,
+    /// After the build, say for each image which steps missed the cache and why (with --json, as
+    /// the report's `explain` key).
+    #[arg(long)]
+    explain: bool,
+    /// After the build, show each image's size by step (with the change per step since the
+    /// previous build) and its biggest layers by top-level path.
+    #[arg(long)]
+    sizes: bool,
     /// Build with this version instead of project.toml's (semver, without the leading `v`).
     #[arg(long, value_name = "SEMVER")]
     set_version: Option<semver::Version>,
@@ -146,7 +157,9 @@ impl BuildCmd {
         } else {
             bases::resolve(sh, config, &images, mode)?
         };
-        let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, OUT_DIR);
+        let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, OUT_DIR)
+            .with_context_revisions(sh, &images)
+            .with_build_seed(sh)?;
         inputs.no_cache = self.no_cache;
         inputs.remote = remote.clone();
         let plan = plan::build_plan(config, &images, &inputs);
@@ -198,7 +211,29 @@ impl BuildCmd {
                 }
             }
         }
+        // What goes into each image, read before the build starts: the next build's --explain
+        // compares with it.
+        let inputs: Vec<Option<explain::BuildInputs>> = plan
+            .images
+            .iter()
+            .zip(&images)
+            .map(|(image, config)| {
+                let base_args: Vec<String> = config.bases.keys().cloned().collect();
+                explain::inputs(&sh.current_dir(), image, &base_args, |reference| {
+                    crate::engine::api_image(reference)
+                        .flatten()
+                        .map(|(id, _)| id)
+                })
+                .ok()
+            })
+            .collect();
         let mut report = execute(sh, &plan, self.progress)?;
+        for (image, inputs) in report.images.iter_mut().zip(inputs) {
+            image.inputs = inputs;
+            if let Some(id) = &image.id {
+                image.layers = sizes::layers(id);
+            }
+        }
         let all_ok = !report.interrupted && report.images.iter().all(|i| i.ok);
         let push_error = match &push_to {
             Some(registry) if all_ok => push_images(&mut report, registry, &git).err(),
@@ -206,10 +241,30 @@ impl BuildCmd {
         };
         let previous = report::load_history(sh);
         report::append_history(sh, &report)?;
+        let explanations: Vec<explain::Explanation> = report
+            .images
+            .iter()
+            .map(|i| explain::explain(i, report::previous(&previous, &i.service)))
+            .collect();
         if self.json {
-            println!("{}", serde_json::to_string(&report)?);
+            let mut value = serde_json::to_value(&report)?;
+            if self.explain {
+                value["explain"] = serde_json::to_value(&explanations)?;
+            }
+            println!("{value}");
         } else {
             println!("{}", report::table(&report, &previous));
+            if self.explain {
+                print!("\n{}", explain::render(&explanations));
+            }
+            if self.sizes {
+                for image in &report.images {
+                    print!(
+                        "\n{}",
+                        sizes::render(image, report::previous(&previous, &image.service))
+                    );
+                }
+            }
             for image in report.images.iter().filter(|i| !i.ok) {
                 eprintln!(
                     "\n{} failed: {}",
@@ -220,6 +275,15 @@ impl BuildCmd {
                     eprintln!("  | {line}");
                 }
                 eprintln!("  full log: {}", image.log_file.display());
+            }
+        }
+        for (image, config) in report.images.iter().zip(&images) {
+            let before = report::previous(&previous, &image.service);
+            if let Some(warning) = config
+                .warn_growth_mb
+                .and_then(|limit| sizes::growth_warning(image, before, limit))
+            {
+                eprintln!("{warning}");
             }
         }
         if report.interrupted {
@@ -328,6 +392,8 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     let mut children: Vec<Option<Child>> = Vec::new();
     let mut logs = Vec::new();
     for (index, image) in plan.images.iter().enumerate() {
+        // buildx writes a new one only when the build succeeds: an old one must not name an image.
+        let _ = std::fs::remove_file(sh.current_dir().join(&image.metadata_file));
         let mut child = crate::engine::buildx()
             .args(&image.buildx_args()[1..])
             // buildx would otherwise run about a dozen git commands per build to describe the
@@ -395,13 +461,14 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         .map(|r| r.unwrap_or_else(|| (BuildStream::default(), None, wall_seconds)))
         .collect();
     let ok = |status: &Option<ExitStatus>| status.is_some_and(|s| s.success());
-    let built: Vec<&str> = plan
+    let built: Vec<String> = plan
         .images
         .iter()
         .zip(&results)
         .filter(|(_, r)| ok(&r.1))
-        .map(|(i, _)| i.tags[0].as_str())
+        .map(|(i, _)| built_reference(sh, i))
         .collect();
+    let built: Vec<&str> = built.iter().map(String::as_str).collect();
     let mut inspected = inspect_tags(sh, &built).into_iter();
     let mut before = tags_before.into_iter();
     let images = plan
@@ -435,6 +502,9 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         version: plan.version.clone(),
         revision: plan.revision.clone(),
         wall_seconds,
+        finished_at: Some(
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
         interrupted: interrupt::interrupted(),
         image_store: crate::store::store().name().to_string(),
         builder: plan.images.first().and_then(|i| i.builder.clone()),
@@ -511,6 +581,21 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// What names the image a build made: its id from buildx's metadata file, else its first tag.
+/// The id is exact where the tag is not: another build on the same engine (another checkout of
+/// the project) may move the tag between this build's end and the look-up.
+fn built_reference(sh: &Shell, image: &ImagePlan) -> String {
+    std::fs::read_to_string(sh.current_dir().join(&image.metadata_file))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|m| {
+            m["containerimage.config.digest"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| image.tags[0].clone())
+}
+
 /// The result of one image: built (then `found` is what its first tag names now) or failed
 /// with `failure`, the cause.
 fn image_result(
@@ -540,6 +625,17 @@ fn image_result(
         slowest_steps: stream.slowest(3),
         log_file: image.log_file.clone(),
         last_lines: vec![],
+        step_list: stream
+            .instructions()
+            .into_iter()
+            .map(|(name, cached, seconds)| report::StepRecord {
+                name,
+                cached,
+                seconds,
+            })
+            .collect(),
+        inputs: None,
+        layers: vec![],
     };
     if let Some(cause) = failure {
         result.error = Some(cause);

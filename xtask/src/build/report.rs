@@ -9,13 +9,16 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
-const HISTORY: &str = "target/xtask/history.jsonl";
+pub const HISTORY: &str = "target/xtask/history.jsonl";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildReport {
     pub version: String,
     pub revision: String,
     pub wall_seconds: f64,
+    /// When the build ended (RFC 3339); absent in histories written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     #[serde(default)]
     pub interrupted: bool,
     /// The engine's image store (`classic` or `containerd`): sizes are the bytes of the files in
@@ -58,6 +61,29 @@ pub struct ImageResult {
     /// The failing build's last log lines; not kept in the history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_lines: Vec<String>,
+    /// Every Dockerfile instruction as BuildKit ran it, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_list: Vec<StepRecord>,
+    /// What went into the build, for the next build's `--explain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::explain::BuildInputs>,
+    /// The image's history: one entry per instruction, with the size of the layer it made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub name: String,
+    pub cached: bool,
+    pub seconds: Option<f64>,
+}
+
+/// One entry of an image's history (`docker image history`): the instruction and its layer's size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerRecord {
+    pub created_by: String,
+    pub size_bytes: u64,
 }
 
 /// Megabytes as `docker images` counts them (10^6 bytes), one decimal.
@@ -96,7 +122,7 @@ pub fn append_history(sh: &Shell, report: &BuildReport) -> Result<()> {
 }
 
 /// The last successful result of a service before this build.
-fn previous<'a>(history: &'a [BuildReport], service: &str) -> Option<&'a ImageResult> {
+pub fn previous<'a>(history: &'a [BuildReport], service: &str) -> Option<&'a ImageResult> {
     history
         .iter()
         .rev()
@@ -222,6 +248,9 @@ mod tests {
             slowest_steps: vec![],
             log_file: "x.log".into(),
             last_lines: vec![],
+            step_list: vec![],
+            inputs: None,
+            layers: vec![],
         }
     }
 
@@ -249,6 +278,7 @@ mod tests {
             wall_seconds: 1.0,
             image_store: "classic".into(),
             builder: None,
+            finished_at: None,
             interrupted: false,
             images: vec![failed, result(1, 1.0)],
         };
@@ -264,6 +294,7 @@ mod tests {
             wall_seconds: 1.0,
             image_store: "classic".into(),
             builder: None,
+            finished_at: None,
             interrupted: false,
             images: vec![result(1, 1.0)],
         };

@@ -172,6 +172,16 @@ impl BuildStream {
         (steps.len(), steps.iter().filter(|s| s.cached).count())
     }
 
+    /// Every Dockerfile instruction of the build in the order BuildKit reported it: (name,
+    /// cached, seconds).
+    pub fn instructions(&self) -> Vec<(String, bool, Option<f64>)> {
+        self.steps
+            .iter()
+            .filter(|s| s.is_instruction())
+            .map(|s| (s.name.clone(), s.cached, s.seconds()))
+            .collect()
+    }
+
     /// The `n` slowest steps that ran (not cached), slowest first.
     pub fn slowest(&self, n: usize) -> Vec<(String, f64)> {
         let mut ran: Vec<(String, f64)> = self

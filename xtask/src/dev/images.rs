@@ -345,6 +345,7 @@ run echo done
             revision: "abcdef0123456789abcdef0123456789abcdef01".into(),
             dirty: false,
             origin: None,
+            ..Default::default()
         };
         let bases = bases::base_args(&images, BaseMode::Local, "h");
         let inputs = plan::PlanInputs {
@@ -353,9 +354,11 @@ run echo done
             created: "2026-11-25T18:00:00Z".into(),
             bases: &bases,
             ca_secret: None,
+            seed_secret: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: PathBuf::from(OUT_DIR),
+            context_revisions: Default::default(),
         };
         let plan = dev_plan(&config, &images, &inputs, &root()).unwrap();
         let frontend = &plan.images[0];

@@ -656,6 +656,7 @@ mod tests {
             revision: REVISION.into(),
             dirty,
             origin: None,
+            ..Default::default()
         }
     }
 

@@ -212,7 +212,8 @@ impl BuildCmd {
             }
         }
         // What goes into each image, read before the build starts: the next build's --explain
-        // compares with it.
+        // compares with it. Its cost is the cost of --explain, which --json reports.
+        let explain_start = Instant::now();
         let inputs: Vec<Option<explain::BuildInputs>> = plan
             .images
             .iter()
@@ -227,6 +228,7 @@ impl BuildCmd {
                 .ok()
             })
             .collect();
+        let mut explain_seconds = explain_start.elapsed().as_secs_f64();
         let mut report = execute(sh, &plan, self.progress)?;
         for (image, inputs) in report.images.iter_mut().zip(inputs) {
             image.inputs = inputs;
@@ -241,15 +243,18 @@ impl BuildCmd {
         };
         let previous = report::load_history(sh);
         report::append_history(sh, &report)?;
+        let explain_start = Instant::now();
         let explanations: Vec<explain::Explanation> = report
             .images
             .iter()
             .map(|i| explain::explain(i, report::previous(&previous, &i.service)))
             .collect();
+        explain_seconds += explain_start.elapsed().as_secs_f64();
         if self.json {
             let mut value = serde_json::to_value(&report)?;
             if self.explain {
                 value["explain"] = serde_json::to_value(&explanations)?;
+                value["explain_seconds"] = explain_seconds.into();
             }
             println!("{value}");
         } else {

@@ -1151,3 +1151,81 @@ fn a_registry_that_dies_mid_push_leaves_a_release_the_same_command_completes() {
     assert_eq!(project.tags(), ["v1.0.0", "v1.0.1"]);
     assert_released(&project, &registry, &record);
 }
+
+#[test]
+fn a_release_promotes_the_images_ci_pushed_and_builds_when_they_do_not_match() {
+    let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
+    let registry = Registry::start(false);
+    let project = Project::new();
+    let prefix = registry.prefix();
+    project.write_env(Some(&prefix));
+    // What a CI job runs on each commit: build, then push the commit's sha- images.
+    let ci_push = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["build", "--push", "--json", "--progress", "quiet"])
+            .args(extra)
+            .current_dir(&project.dir.0)
+            .env("DOCKER_REGISTRY", &prefix)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "build --push failed: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // CI pushed this commit as version 1.0.0 (project.toml's): a release of v1.0.1 cannot use
+    // those images, builds its own and says why.
+    ci_push(&[]);
+    let short = project.git(&["rev-parse", "HEAD"])[..7].to_string();
+    let out = project.release(&["v1.0.1", "--json", "--progress", "quiet"], None, &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "release failed:\n{stderr}");
+    let expected = format!(
+        "frontend: built: {prefix}/todo-frontend:sha-{short} in the registry was made from \
+         revision"
+    );
+    assert!(stderr.contains(&expected), "{expected:?} not in:\n{stderr}");
+    assert!(stderr.contains("as version 1.0.0, not from"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for image in record["images"].as_array().unwrap() {
+        assert!(
+            image["source"].as_str().unwrap().starts_with("built: "),
+            "{image}"
+        );
+        assert!(image["build_seconds"].as_f64().is_some(), "{image}");
+    }
+
+    // The next commit, pushed by CI as 1.0.2: the release promotes exactly those images.
+    std::fs::write(project.path("NOTES.md"), "a change after v1.0.1\n").unwrap();
+    project.git(&["add", "NOTES.md"]);
+    project.git(&["commit", "-q", "-m", "after v1.0.1"]);
+    let short = project.git(&["rev-parse", "HEAD"])[..7].to_string();
+    let pushed = ci_push(&["--set-version", "1.0.2"]);
+    let out = project.release(&["v1.0.2", "--json", "--progress", "quiet"], None, &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "release failed:\n{stderr}");
+    assert!(stderr.contains("running the smoke checks on"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for image in record["images"].as_array().unwrap() {
+        let service = image["service"].as_str().unwrap();
+        let source = image["source"].as_str().unwrap();
+        assert!(source.starts_with("promoted: "), "{source}");
+        assert!(image["build_seconds"].is_null(), "{image}");
+        let ci = pushed["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["service"] == service)
+            .unwrap();
+        let (_, ci_digest) = ci["pushed"].as_str().unwrap().split_once('@').unwrap();
+        assert_eq!(image["digest"], ci_digest, "{service}");
+        let name = format!("todo/todo-{service}");
+        let (sha, _) = registry.manifest(&name, &format!("sha-{short}")).unwrap();
+        let (version, _) = registry.manifest(&name, "v1.0.2").unwrap();
+        assert_eq!(version, sha, "{service}: v1.0.2 and sha-{short} differ");
+        assert_eq!(sha, ci_digest, "{service}");
+    }
+}

@@ -241,11 +241,16 @@ impl ReleaseCmd {
             plan.sha_tag,
             plan.registry.prefix,
             if resumed {
-                ": resuming a release this revision started earlier"
+                ": reusing images the registry holds for this revision and version (resuming a \
+                 release this revision started earlier, or promoting a CI job's `build --push`)"
             } else {
                 ""
             }
         );
+        let provenance = plan::provenance(plan, sources, remote);
+        for (service, how) in &provenance {
+            eprintln!("{service}: {how}");
+        }
         let mut images: BTreeMap<String, Candidate> = BTreeMap::new();
         for image in &plan.images {
             if let Some(Source::Resume { digest, tag }) = sources.get(&image.service) {
@@ -316,6 +321,9 @@ impl ReleaseCmd {
         }
         let digests = push_all(plan, sources, remote, &mut images)?;
         let mut record = verify(plan, &images, &digests, resumed)?;
+        for image in &mut record.images {
+            image.source = provenance.get(&image.service).cloned();
+        }
         for image in &mut record.images {
             let sbom = sboms
                 .iter()
@@ -968,6 +976,7 @@ fn verify(
             pushed_bytes,
             build_seconds: candidate.build_seconds,
             labels,
+            source: None,
             sbom: None,
             signature: None,
         });

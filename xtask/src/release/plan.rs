@@ -619,6 +619,47 @@ pub fn assess(
     }
 }
 
+/// How each image of the release comes about, in a sentence for the log and the record: promoted
+/// from the `sha-` image a CI job pushed (`build --push`) or an earlier run left, or built, and
+/// then why no image in the registry would do.
+pub fn provenance(
+    plan: &ReleasePlan,
+    sources: &BTreeMap<String, Source>,
+    remote: &BTreeMap<String, Remote>,
+) -> BTreeMap<String, String> {
+    plan.images
+        .iter()
+        .map(|image| {
+            let sha = image.reference(&plan.sha_tag);
+            let text = match (sources.get(&image.service), remote.get(&sha)) {
+                (Some(Source::Resume { digest, tag }), _) => format!(
+                    "promoted: {}:{tag} ({digest}) was pulled, smoke-checked and tagged by \
+                     digest, not built",
+                    image.repository
+                ),
+                (
+                    _,
+                    Some(Remote::Present {
+                        revision, version, ..
+                    }),
+                ) => format!(
+                    "built: {sha} in the registry was made from revision {} as version {}, not \
+                     from {} as {}",
+                    revision.as_deref().unwrap_or("unknown"),
+                    version.as_deref().unwrap_or("unknown"),
+                    &plan.revision[..plan.revision.len().min(7)],
+                    plan.version
+                ),
+                _ => format!(
+                    "built: the registry holds no {sha} (a CI job's `cargo xtask build --push` \
+                     of this commit would have let the release promote it)"
+                ),
+            };
+            (image.service.clone(), text)
+        })
+        .collect()
+}
+
 /// The pushes still to make: a resumed image's tags that already name its digest are skipped.
 pub fn pending<'a>(
     plan: &'a ReleasePlan,
@@ -1006,5 +1047,41 @@ mod tests {
                 tag: "sha-abcdef0".into()
             }
         );
+    }
+
+    #[test]
+    fn each_image_says_whether_it_was_promoted_or_built_and_why() {
+        let plan = run(Facts::default()).plan.unwrap();
+        let remote = BTreeMap::from([
+            (
+                "localhost:5000/todo/todo-backend:sha-abcdef0".to_string(),
+                present("sha256:b1", REVISION, "1.0.1"),
+            ),
+            (
+                "localhost:5000/todo/todo-frontend:sha-abcdef0".to_string(),
+                present("sha256:f0", REVISION, "1.0.0"),
+            ),
+        ]);
+        let sources = assess(&plan, &remote).unwrap();
+        let how = provenance(&plan, &sources, &remote);
+        assert!(
+            how["backend"].starts_with(
+                "promoted: localhost:5000/todo/todo-backend:sha-abcdef0 (sha256:b1) was pulled"
+            ),
+            "{}",
+            how["backend"]
+        );
+        assert!(
+            how["frontend"].starts_with("built: localhost:5000/todo/todo-frontend:sha-abcdef0 in the registry was made from revision"),
+            "{}",
+            how["frontend"]
+        );
+        assert!(how["frontend"].contains("as version 1.0.0, not from"));
+        let none = provenance(
+            &plan,
+            &assess(&plan, &BTreeMap::new()).unwrap(),
+            &BTreeMap::new(),
+        );
+        assert!(none["backend"].starts_with("built: the registry holds no "));
     }
 }

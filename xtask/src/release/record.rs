@@ -25,7 +25,8 @@ pub struct Record {
     /// When the release finished (RFC 3339).
     pub created: String,
     pub registry: String,
-    /// True when this run completed a release that an earlier run had started.
+    /// True when this run reused images the registry already held for this revision and version:
+    /// a CI job's `build --push`, or an earlier run of this release that stopped.
     pub resumed: bool,
     pub latest: bool,
     pub git_tag: Option<String>,
@@ -58,6 +59,9 @@ pub struct RecordImage {
     pub build_seconds: Option<f64>,
     /// The image's OCI labels (version, created, revision, source, title).
     pub labels: serde_json::Value,
+    /// Promoted from the registry or built, and why (see `plan::provenance`).
+    #[serde(default)]
+    pub source: Option<String>,
     /// The image's SBOM, written beside the record.
     #[serde(default)]
     pub sbom: Option<std::path::PathBuf>,
@@ -171,6 +175,7 @@ mod tests {
             pushed_bytes: 45_600_000,
             build_seconds: Some(3.25),
             labels: serde_json::json!({}),
+            source: None,
             sbom: None,
             signature: None,
         };

@@ -118,7 +118,7 @@ pub fn check_bytes(file: Option<&Path>, bytes: &[u8]) -> Report {
 /// Checks values that did not come from a file, such as the variables of the process; problems
 /// have no line. Every name given is checked, so pass only the ones meant for the containers (an
 /// unknown name gets a warning).
-#[allow(dead_code)] // For the commands that take values from their own environment.
+// For the commands that take values from their own environment.
 pub fn check_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Report
 where
     K: Into<String>,

@@ -182,7 +182,7 @@ impl Report {
 
     /// Every problem, errors and warnings, in file order.
     // Like `into_result` and `plain_value`, for the commands that are still being written.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
@@ -198,7 +198,6 @@ impl Report {
     /// The value of a variable that is not a secret (`VERSION`, `DOCKER_REGISTRY`...), for
     /// commands that need it, such as release naming its tags. Secrets are never handed out:
     /// docker compose reads them from the file itself.
-    #[allow(dead_code)]
     pub fn plain_value(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)
@@ -263,8 +262,8 @@ impl Report {
     }
 
     /// The report as one JSON object; the shape is documented on [`Report`].
-    // For commands that put the report inside their own JSON (a run's history, `smoke --json`).
-    #[allow(dead_code)]
+    // The report as one JSON value; the tests check its shape through it.
+    #[cfg(test)]
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.json_view()).unwrap_or_default()
     }
@@ -305,7 +304,6 @@ impl Report {
     /// error whose text is the whole report followed by what to do.
     // `dev`, `up`, `smoke` and `release` call this before they start anything; until they are
     // written nothing in the binary does.
-    #[allow(dead_code)]
     pub fn into_result(self) -> anyhow::Result<Report> {
         if self.is_ok() {
             return Ok(self);

@@ -433,8 +433,7 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
         }
         Ok(left)
     };
-    let left = remaining()?;
-    if !status.success() || !left.is_empty() {
+    let remove = |left: &Leftovers| {
         for id in &left.containers {
             let mut rm = vec!["rm", "--force"];
             if volumes {
@@ -449,6 +448,17 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
         for volume in &left.volumes {
             let _ = docker(&["volume", "rm", "--force", volume]);
         }
+    };
+    let left = remaining()?;
+    if !status.success() || !left.is_empty() {
+        remove(&left);
+    }
+    // A `compose up` stopped by Ctrl-C may have left a create request in the engine, which can
+    // land after `down` listed the project: look once more after a moment, and remove what came.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let late = remaining()?;
+    if !late.is_empty() {
+        remove(&late);
     }
     let left = remaining()?;
     if !left.is_empty() {

@@ -54,6 +54,10 @@ pub struct PlanInputs<'a> {
     pub bases: &'a BTreeMap<String, String>,
     pub ca_secret: Option<PathBuf>,
     pub seed_secret: Option<PathBuf>,
+    /// A one-way digest of the seed, passed as the build argument BUILD_SEED_ID: a secret's
+    /// content is not part of BuildKit's cache key, so without it a build would reuse a step
+    /// that another checkout ran with another seed.
+    pub seed_id: Option<String>,
     pub no_cache: bool,
     /// The registry caches and the builder (see `build::remote`).
     pub remote: crate::build::remote::Remote,
@@ -81,6 +85,7 @@ impl<'a> PlanInputs<'a> {
             bases,
             ca_secret: crate::engine::ca_bundle(),
             seed_secret: None,
+            seed_id: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: out_dir.into(),
@@ -111,6 +116,10 @@ impl<'a> PlanInputs<'a> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             std::io::Write::write_all(&mut file, hex.as_bytes())?;
         }
+        let seed =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let digest = sha1_smol::Sha1::from(&seed).digest().to_string();
+        self.seed_id = Some(digest[..16].to_string());
         self.seed_secret = Some(path);
         Ok(self)
     }
@@ -161,6 +170,12 @@ pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> Bu
                             .unwrap_or_else(|| inputs.git.short()),
                     ),
                 ])
+                .chain(
+                    inputs
+                        .seed_id
+                        .clone()
+                        .map(|id| ("BUILD_SEED_ID".to_string(), id)),
+                )
                 .collect();
             ImagePlan {
                 service: image.service.clone(),
@@ -311,6 +326,7 @@ mod tests {
             bases: &bases,
             ca_secret: ca,
             seed_secret: None,
+            seed_id: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: "target/xtask/build".into(),

@@ -355,6 +355,7 @@ run echo done
             bases: &bases,
             ca_secret: None,
             seed_secret: None,
+            seed_id: None,
             no_cache: false,
             remote: Default::default(),
             out_dir: PathBuf::from(OUT_DIR),

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::context;
-use super::report::{ImageResult, StepRecord};
+use super::report::{short_id, shorten, ImageResult, StepRecord};
 use crate::plan::ImagePlan;
 
 /// What went into one image's build, kept in the history for the next build to compare with.
@@ -309,19 +309,6 @@ pub fn render(explanations: &[Explanation]) -> String {
         }
     }
     out
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.chars().take(12).collect()
-}
-
-fn shorten(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
-    }
 }
 
 #[cfg(test)]

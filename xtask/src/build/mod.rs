@@ -5,6 +5,7 @@ mod context;
 mod explain;
 pub mod remote;
 mod report;
+pub use report::short_id;
 mod sizes;
 pub mod stream;
 
@@ -579,11 +580,6 @@ fn tags_note(tags: &[String], before: &[Option<String>], after: &[Option<String>
     } else {
         format!("tags moved: {}", moved.join(", "))
     }
-}
-
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 /// What names the image a build made: its id from buildx's metadata file, else its first tag.

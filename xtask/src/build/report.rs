@@ -86,6 +86,12 @@ pub struct LayerRecord {
     pub size_bytes: u64,
 }
 
+/// An image id as `docker images` shows it: 12 hex digits, without `sha256:`.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
 /// Megabytes as `docker images` counts them (10^6 bytes), one decimal.
 pub fn mb(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
@@ -217,7 +223,9 @@ pub fn table(report: &BuildReport, history: &[BuildReport]) -> String {
     )
 }
 
-fn shorten(s: &str, n: usize) -> String {
+/// The first `n` characters of `s`, ending in `…` when cut; the build's tables, `--sizes` and
+/// `--explain` all cut their texts this way.
+pub fn shorten(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
-use super::report::{mb, ImageResult, LayerRecord};
+use super::report::{mb, shorten, ImageResult, LayerRecord};
 
 /// The image's own steps (those above its base), newest last, from the engine's history.
 pub fn layers(id: &str) -> Vec<LayerRecord> {
@@ -181,14 +181,6 @@ pub fn render(now: &ImageResult, before: Option<&ImageResult>) -> String {
         ));
     }
     out
-}
-
-fn shorten(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
-    }
 }
 
 #[cfg(test)]

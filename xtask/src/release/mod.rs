@@ -29,7 +29,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::bases;
-use crate::build::{self, Progress};
+use crate::build::{self, short_id, Progress};
 use crate::config::{BaseMode, Config};
 use crate::deploy::overlay;
 use crate::env;
@@ -1018,11 +1018,6 @@ fn verify(
         signed: false,
         unsigned: None,
     })
-}
-
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 fn describe(ids: &BTreeMap<String, String>) -> String {

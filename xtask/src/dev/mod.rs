@@ -332,17 +332,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     // than this run.
     let mut teardown = Teardown::new(&stack.project, false);
     let timeout = args.timeout.to_string();
-    let out = stack.output(&[
-        "up",
-        "--detach",
-        "--wait",
-        "--wait-timeout",
-        &timeout,
-        "--no-build",
-        "--pull",
-        "never",
-        "--remove-orphans",
-    ])?;
+    let out = stack.output(&[&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat())?;
     if interrupt::interrupted() {
         return Err(interrupt::Interrupted.into());
     }
@@ -371,20 +361,24 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     Ok(())
 }
 
+/// How every stack is started: detached, with the images built beforehand, never pulled, and
+/// without containers of services no longer in the files. `up`, its dry run (which says what `up`
+/// would recreate) and `dev` all start it so, so that the dry run asks about the real start.
+const COMPOSE_UP: [&str; 6] = [
+    "up",
+    "--detach",
+    "--no-build",
+    "--pull",
+    "never",
+    "--remove-orphans",
+];
+
 /// Says, before `up` runs, which services of the running stack it will recreate and why, and
 /// that a service with a named volume (the database) keeps its data there. Compose itself
 /// decides, in a dry run of the same `up` (its `config --hash` does not match the hashes it
 /// labels containers with when a service has a build section, so it cannot be asked instead).
 fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> {
-    let out = stack.output(&[
-        "--dry-run",
-        "up",
-        "--detach",
-        "--no-build",
-        "--pull",
-        "never",
-        "--remove-orphans",
-    ])?;
+    let out = stack.output(&[&["--dry-run"][..], &COMPOSE_UP].concat())?;
     if !out.status.success() {
         // The real `up` reports the same failure, in full.
         return Ok(());
@@ -877,14 +871,7 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     let mut board = Board::new(&stack.services);
     let mut child = stack
         .command()?
-        .args([
-            "up",
-            "--detach",
-            "--no-build",
-            "--pull",
-            "never",
-            "--remove-orphans",
-        ])
+        .args(COMPOSE_UP)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

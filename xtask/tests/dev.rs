@@ -162,6 +162,18 @@ impl Dev {
     fn output(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
+
+    /// Waits until `dev` exits; fails, saying `what` and its output, after `limit`.
+    fn wait_exit(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "{what}:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for Dev {
@@ -597,18 +609,10 @@ fn dev_serves_edits_rebuilds_only_the_changed_service_and_leaves_nothing() {
         .status()
         .unwrap()
         .success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = dev.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "dev did not stop within 2 minutes of SIGINT:\n{}",
-            dev.output()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = dev.wait_exit(
+        Duration::from_secs(120),
+        "dev did not stop within 2 minutes of SIGINT",
+    );
     assert_eq!(status.code(), Some(130), "{}", dev.output());
     assert_eq!(project_left(&project), (String::new(), String::new()));
     for volume in &volumes {
@@ -993,18 +997,7 @@ fn dev_stops_when_down_dev_force_removes_its_stack() {
         "{stderr}"
     );
     dev.wait_line("is gone; stopping", 0, Duration::from_secs(60));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = dev.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "dev still runs:\n{}",
-            dev.output()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = dev.wait_exit(Duration::from_secs(60), "dev still runs");
     assert_eq!(status.code(), Some(1), "{}", dev.output());
     assert_eq!(project_left(&project), (String::new(), String::new()));
 }
@@ -1022,15 +1015,7 @@ fn ctrl_c_to_the_process_group_stops_up_and_dev_with_130_and_leaves_nothing() {
         compose_dir.display()
     );
     let check = |what: &str, seed: u64, delay: Duration, code: Option<i32>, stderr: &str| {
-        assert_eq!(
-            code,
-            Some(130),
-            "{what}, seed {seed}, Ctrl-C at {delay:?}:\n{stderr}"
-        );
-        assert!(
-            !stderr.contains("error:"),
-            "{what}, seed {seed}, at {delay:?}:\n{stderr}"
-        );
+        support::assert_stopped_by_ctrl_c(what, seed, delay, code, stderr);
         let left = docker(&["ps", "--all", "--quiet", "--filter", &working_dir]);
         let project = stderr
             .lines()

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{docker, interrupt_after, moments, root};
+use support::{assert_stopped_by_ctrl_c, docker, interrupt_after, moments, root};
 
 #[test]
 fn ctrl_c_to_the_process_group_stops_a_build_with_130_and_tags_nothing() {
@@ -28,15 +28,7 @@ fn ctrl_c_to_the_process_group_stops_a_build_with_130_and_tags_nothing() {
             sent,
             "seed {seed}: the build ended before {delay:?}:\n{stderr}"
         );
-        assert_eq!(
-            code,
-            Some(130),
-            "seed {seed}, Ctrl-C at {delay:?}:\n{stderr}"
-        );
-        assert!(
-            !stderr.contains("error:"),
-            "seed {seed}, at {delay:?}:\n{stderr}"
-        );
+        assert_stopped_by_ctrl_c("build", seed, delay, code, &stderr);
         let tagged = Command::new("docker")
             .args(["image", "inspect", "todo-fixture-slow:latest"])
             .output()
@@ -60,15 +52,7 @@ fn ctrl_c_to_the_process_group_stops_smoke_with_130_and_leaves_nothing() {
         if !sent {
             continue;
         }
-        assert_eq!(
-            code,
-            Some(130),
-            "seed {seed}, Ctrl-C at {delay:?}:\n{stderr}"
-        );
-        assert!(
-            !stderr.contains("error:"),
-            "seed {seed}, at {delay:?}:\n{stderr}"
-        );
+        assert_stopped_by_ctrl_c("smoke", seed, delay, code, &stderr);
         // The run's own label, so that smoke runs of other checkouts on this engine do not
         // count; a run stopped before it printed its id had started nothing.
         let Some(run) = stderr

@@ -233,3 +233,23 @@ pub fn moments(n: u32, span: Duration) -> (u64, Vec<Duration>) {
     let at = (0..n).map(|i| step * i + step.mul_f64(jitter(i))).collect();
     (seed, at)
 }
+
+/// What every Ctrl-C test asks of a run it interrupted: exit 130, and no error printed on the way
+/// out (a child that got the same SIGINT is not a fault).
+pub fn assert_stopped_by_ctrl_c(
+    what: &str,
+    seed: u64,
+    delay: Duration,
+    code: Option<i32>,
+    stderr: &str,
+) {
+    assert_eq!(
+        code,
+        Some(130),
+        "{what}, seed {seed}, Ctrl-C at {delay:?}:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "{what}, seed {seed}, at {delay:?}:\n{stderr}"
+    );
+}

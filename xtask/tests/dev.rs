@@ -899,7 +899,26 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
     );
     assert_eq!(project_left(&project), (String::new(), String::new()));
     std::fs::rename(&kept, &password).unwrap();
-    let (stdout, _) = up();
+    // A create request that a `compose up` stopped by Ctrl-C left in the engine lands late, with
+    // the name compose gives the frontend, where compose's own listing does not see it (here: as a
+    // one-off container of the project). `up` removes it, says so, and starts.
+    let late = format!("{project}-frontend-1");
+    docker(&[
+        "container",
+        "create",
+        "--name",
+        &late,
+        "--label",
+        &format!("com.docker.compose.project={project}"),
+        "--label",
+        "com.docker.compose.oneoff=True",
+        "todo-frontend:latest",
+    ]);
+    let (stdout, stderr) = up();
+    assert!(
+        stderr.contains(&format!("removed container {late}, which a stopped run")),
+        "{stderr}"
+    );
     let (frontend, backend) = (
         printed_port(&stdout, "frontend"),
         printed_port(&stdout, "backend"),

@@ -332,7 +332,21 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     // than this run.
     let mut teardown = Teardown::new(&stack.project, false);
     let timeout = args.timeout.to_string();
-    let out = stack.output(&[&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat())?;
+    let up = [&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat();
+    let mut out = stack.output(&up)?;
+    if let Some((name, id)) = stack::conflicting_container(
+        &stack.project,
+        &stack.services,
+        &String::from_utf8_lossy(&out.stderr),
+    ) {
+        stack::remove_late_container(
+            &stack.project,
+            &name,
+            &id,
+            Duration::from_secs(args.timeout.into()),
+        )?;
+        out = stack.output(&up)?;
+    }
     if interrupt::interrupted() {
         return Err(interrupt::Interrupted.into());
     }
@@ -869,19 +883,24 @@ fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
 fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     use std::io::Read;
     let mut board = Board::new(&stack.services);
-    let mut child = stack
-        .command()?
-        .args(COMPOSE_UP)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot run `docker compose up`")?;
-    let mut stderr = child.stderr.take().context("no stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let spawn = || -> Result<_> {
+        let mut child = stack
+            .command()?
+            .args(COMPOSE_UP)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run `docker compose up`")?;
+        let mut stderr = child.stderr.take().context("no stderr")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Ok((child, reader))
+    };
+    let (mut child, mut reader) = spawn()?;
+    let mut retried = false;
     let begin = Instant::now();
     let mut exited = None;
     let result = loop {
@@ -906,7 +925,19 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
         if let Some(status) = exited {
             if !status.success() {
                 let _ = child.wait();
-                let text = reader.join().unwrap_or_default();
+                let text = std::mem::replace(&mut reader, std::thread::spawn(String::new))
+                    .join()
+                    .unwrap_or_default();
+                if let Some((name, id)) =
+                    stack::conflicting_container(&stack.project, &stack.services, &text)
+                        .filter(|_| !retried)
+                {
+                    retried = true;
+                    stack::remove_late_container(&stack.project, &name, &id, timeout)?;
+                    (child, reader) = spawn()?;
+                    exited = None;
+                    continue;
+                }
                 break Err(anyhow::anyhow!(
                     "`docker compose up` failed: {}",
                     text.trim()

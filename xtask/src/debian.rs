@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::Bases;
+use crate::mirror::Mirrors;
 
 /// One of the three archives of a suite, in the order the bases take them from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -42,13 +42,13 @@ impl Pocket {
 }
 
 /// The one-line sources of the three archives, as apt and mmdebstrap read them.
-pub fn source_lines(bases: &Bases, suite: &str) -> Vec<String> {
+pub fn source_lines(mirrors: &Mirrors, suite: &str) -> Vec<String> {
     Pocket::ALL
         .iter()
         .map(|&pocket| {
             let mirror = match pocket {
-                Pocket::Security => bases.security_mirror(),
-                _ => bases.debian_mirror.clone(),
+                Pocket::Security => &mirrors.security,
+                _ => &mirrors.main,
             };
             format!("deb {mirror} {} main", pocket.name(suite))
         })
@@ -147,14 +147,15 @@ pub fn age(seconds: u64) -> String {
 }
 
 impl Archive {
-    /// The cache of the given suite in the tools folder of this xtask binary.
-    pub fn new(root: &Path, bases: &Bases, suite: &str) -> Archive {
+    /// The cache of the given suite in the tools folder of this xtask binary, fetched from the
+    /// given mirrors.
+    pub fn new(root: &Path, mirrors: &Mirrors, suite: &str) -> Archive {
         Archive {
             dir: crate::smoke::tools_dir(root)
                 .join("debian-index")
                 .join(suite),
             suite: suite.to_string(),
-            sources: source_lines(bases, suite),
+            sources: source_lines(mirrors, suite),
         }
     }
 
@@ -447,16 +448,19 @@ mod tests {
 
     #[test]
     fn sources_name_the_three_archives() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let config = crate::config::Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap();
-        let lines = source_lines(&config.bases, "bookworm");
+        let mirrors = Mirrors {
+            main: "http://m/debian".into(),
+            security: "http://s/debian-security".into(),
+            main_from: String::new(),
+            security_from: String::new(),
+        };
         assert_eq!(
-            lines[1],
-            format!("deb {} bookworm-updates main", config.bases.debian_mirror)
-        );
-        assert!(
-            lines[2].ends_with("-security bookworm-security main"),
-            "{lines:?}"
+            source_lines(&mirrors, "bookworm"),
+            [
+                "deb http://m/debian bookworm main",
+                "deb http://m/debian bookworm-updates main",
+                "deb http://s/debian-security bookworm-security main",
+            ]
         );
         assert_eq!(age(7300), "2 h");
     }

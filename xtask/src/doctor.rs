@@ -5,7 +5,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::config::{BaseMode, Config};
-use crate::{bases, engine};
+use crate::{bases, engine, mirror};
 
 #[derive(Debug, Args)]
 pub struct DoctorCmd {
@@ -105,7 +105,7 @@ fn version_of(sh: &Shell, program: &str, args: &[&str]) -> Option<String> {
 impl DoctorCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
         if self.install_plan {
-            print!("{}", engine::host_install_plan().script(self.simulate));
+            print!("{}", engine::host_install_plan(sh)?.script(self.simulate));
             return Ok(());
         }
         if self.fix {
@@ -185,28 +185,44 @@ impl DoctorCmd {
                 }),
             });
         }
-        let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
-        let images: Vec<_> = config.images.iter().collect();
-        let local = bases::base_args(&images, BaseMode::Local, &hash);
-        let present = server.is_some()
-            && local.values().all(|r| {
-                cmd!(sh, "docker image inspect {r}")
-                    .quiet()
-                    .ignore_stdout()
-                    .ignore_stderr()
-                    .run()
-                    .is_ok()
-            });
+        let suite = &config.bases.debian_suite;
+        let mirrors = mirror::resolve(&config.bases, suite);
         lines.push(Line {
-            name: "local bases",
-            ok: present,
-            optional: true,
-            detail: if present {
-                format!("built for recipe {hash}")
-            } else {
-                format!("not built for recipe {hash}: the next local build makes them (about 2 minutes)")
+            name: "Debian mirror",
+            ok: mirrors.is_ok(),
+            optional: !local_needed,
+            detail: match &mirrors {
+                Ok(m) => format!(
+                    "{} for {suite} and {suite}-updates (from {}), {} for {suite}-security (from {})",
+                    m.main, m.main_from, m.security, m.security_from
+                ),
+                Err(err) => format!("{err:#}"),
             },
         });
+        if mirrors.is_ok() {
+            let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
+            let images: Vec<_> = config.images.iter().collect();
+            let local = bases::base_args(&images, BaseMode::Local, &hash);
+            let present = server.is_some()
+                && local.values().all(|r| {
+                    cmd!(sh, "docker image inspect {r}")
+                        .quiet()
+                        .ignore_stdout()
+                        .ignore_stderr()
+                        .run()
+                        .is_ok()
+                });
+            lines.push(Line {
+                name: "local bases",
+                ok: present,
+                optional: true,
+                detail: if present {
+                    format!("built for recipe {hash}")
+                } else {
+                    format!("not built for recipe {hash}: the next local build makes them (about 2 minutes)")
+                },
+            });
+        }
         let ca = engine::ca_bundle();
         lines.push(Line {
             name: "proxy CA",

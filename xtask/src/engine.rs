@@ -294,8 +294,6 @@ fn codename() -> Option<String> {
 
 /// The Debian release whose Docker Engine 26, buildx and compose the xtask installs on bookworm.
 const ENGINE_SUITE: &str = "trixie";
-/// Used when the host's apt sources name no mirror for its own release.
-const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const ENGINE_PACKAGES: [&str; 3] = ["docker.io", "docker-buildx", "docker-compose"];
 
 /// What installing the engine does to a Debian host, as data: `install_engine` carries it out,
@@ -368,84 +366,43 @@ fn engine_suite_files(mirror: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The plan for this host: its release and the mirror its apt already uses.
-pub fn host_install_plan() -> InstallPlan {
-    install_plan(codename().as_deref(), &host_mirror())
-}
-
-/// The mirror the host's apt fetches its own release from, read from its sources (one-line
-/// `sources.list` entries and deb822 `.sources` files alike), so that a host with a mirror of its
-/// own gets trixie from there too; the Debian default where none is found.
-pub fn host_mirror() -> String {
-    let Some(codename) = codename() else {
-        return DEFAULT_MIRROR.to_string();
+/// The plan for this host: its release, and for bookworm the mirror of `engine_mirror`.
+pub fn host_install_plan(sh: &Shell) -> Result<InstallPlan> {
+    let codename = codename();
+    let mirror = match codename.as_deref() {
+        Some("bookworm") => engine_mirror(sh)?,
+        _ => String::new(),
     };
-    let mut texts = Vec::new();
-    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
-        texts.push(text);
-    }
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for path in paths {
-            let ours = path == Path::new(TRIXIE_SOURCE);
-            let known = matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("list" | "sources")
-            );
-            if known && !ours {
-                texts.extend(std::fs::read_to_string(&path).ok());
-            }
-        }
-    }
-    texts
-        .iter()
-        .find_map(|t| mirror_in(t, &codename))
-        .unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+    Ok(install_plan(codename.as_deref(), &mirror))
 }
 
-/// The first URI in an apt sources text that serves `suite` itself (not `-security` or
-/// `-updates`, which may live elsewhere), in either the one-line or the deb822 format.
-fn mirror_in(text: &str, suite: &str) -> Option<String> {
-    for line in text.lines().map(str::trim) {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("deb") {
-            let mut words = words.skip_while(|w| w.starts_with('['));
-            let (uri, dist) = (words.next()?, words.next()?);
-            if dist == suite {
-                return Some(uri.trim_end_matches('/').to_string());
-            }
-        }
+/// The mirror the trixie source names: project.toml's `debian_mirror` when it sets one, else
+/// the host's apt entry for trixie or for its own release (see `mirror.rs`). The engine is the
+/// host's and is installed before any command reads its `--config`, so the project file at the
+/// root is the one asked.
+fn engine_mirror(sh: &Shell) -> Result<String> {
+    let file = sh.current_dir().join(crate::config::DEFAULT_FILE);
+    let project = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("bases")?
+                .get("debian_mirror")?
+                .as_str()
+                .map(str::to_string)
+        });
+    if let Some(mirror) = project {
+        return Ok(mirror.trim_end_matches('/').to_string());
     }
-    // deb822: paragraphs separated by blank lines, fields `Name: value`.
-    for paragraph in text.split("\n\n") {
-        let field = |name: &str| {
-            paragraph.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|w| w == "deb"));
-        let serves = field("Suites").is_some_and(|s| s.split_whitespace().any(|w| w == suite));
-        let enabled = field("Enabled").is_none_or(|e| e != "no");
-        if is_deb && serves && enabled {
-            if let Some(uri) =
-                field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_string))
-            {
-                return Some(uri.trim_end_matches('/').to_string());
-            }
-        }
-    }
-    None
+    let host = crate::mirror::host(Some(Path::new(TRIXIE_SOURCE)));
+    Ok(host.mirror_of(ENGINE_SUITE)?.uri.clone())
 }
 
 fn install_engine(sh: &Shell) -> Result<()> {
     if !can_apt(sh) {
         bail!("no Docker engine here: {INSTALL_HINT}");
     }
-    let plan = host_install_plan();
+    let plan = host_install_plan(sh)?;
     for (path, content) in &plan.files {
         eprintln!("writing {path}: Debian {ENGINE_SUITE} at a low pin priority, for its Docker Engine 26 only");
         std::fs::write(path, content).with_context(|| format!("cannot write {path}"))?;
@@ -481,7 +438,7 @@ pub fn ensure_program(sh: &Shell, program: &str, package: &str) -> Result<()> {
         bail!("`{program}` is missing: install the Debian package `{package}` (or its equal) and run again");
     }
     if package.ends_with(&format!("/{ENGINE_SUITE}")) && !Path::new(TRIXIE_SOURCE).exists() {
-        for (path, content) in engine_suite_files(&host_mirror()) {
+        for (path, content) in engine_suite_files(&engine_mirror(sh)?) {
             std::fs::write(path, content).with_context(|| format!("cannot write {path}"))?;
         }
     }
@@ -602,26 +559,6 @@ mod tests {
         assert!(plan.script(true).contains("apt-get install -s "));
         // A release whose own engine is new enough adds no source.
         assert!(install_plan(Some("trixie"), "m").files.is_empty());
-    }
-
-    #[test]
-    fn the_mirror_is_read_from_one_line_and_deb822_sources() {
-        let one_line = "# comment\ndeb [arch=amd64] http://m1/debian/ bookworm main\n\
-                        deb http://m1/debian-security bookworm-security main\n";
-        assert_eq!(
-            mirror_in(one_line, "bookworm").as_deref(),
-            Some("http://m1/debian")
-        );
-        let deb822 = "Types: deb\nURIs: http://sec/debian-security\nSuites: bookworm-security\n\n\
-                      Types: deb-src deb\nURIs: http://m2/debian\nSuites: bookworm bookworm-updates\n\
-                      Components: main\n";
-        assert_eq!(
-            mirror_in(deb822, "bookworm").as_deref(),
-            Some("http://m2/debian")
-        );
-        let disabled = "Types: deb\nURIs: http://off/debian\nSuites: bookworm\nEnabled: no\n";
-        assert_eq!(mirror_in(disabled, "bookworm"), None);
-        assert_eq!(mirror_in(one_line, "trixie"), None);
     }
 
     #[test]

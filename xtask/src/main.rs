@@ -15,6 +15,7 @@ mod env;
 mod git;
 mod history;
 mod interrupt;
+mod mirror;
 mod plan;
 mod release;
 mod sbom;

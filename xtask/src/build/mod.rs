@@ -140,11 +140,15 @@ impl BuildCmd {
             }
         }
         let resolved = if self.print {
-            let hash = bases::identity_or_recipe(config, &sh.current_dir())?;
             let mode = if mode == BaseMode::Auto {
                 BaseMode::Local
             } else {
                 mode
+            };
+            // Public bases have no recipe, and so need no Debian mirror.
+            let hash = match mode {
+                BaseMode::Local => bases::identity_or_recipe(config, &sh.current_dir())?,
+                _ => String::new(),
             };
             ResolvedBases {
                 mode: if mode == BaseMode::Local {

@@ -36,7 +36,11 @@ pub fn debian_row(root: &Path, config: &Config, sbom: &Sbom) -> Row {
         .codename
         .clone()
         .unwrap_or_else(|| config.bases.debian_suite.clone());
-    let archive = Archive::new(root, &config.bases, &suite);
+    let mirrors = match crate::mirror::resolve(&config.bases, &suite) {
+        Ok(mirrors) => mirrors,
+        Err(err) => return row.figure("no mirror").not_checked(format!("{err:#}")),
+    };
+    let archive = Archive::new(root, &mirrors, &suite);
     let freshness = archive.ensure_fresh(INDEX_MAX_AGE);
     let offline = match (&freshness.offline, freshness.age_seconds) {
         (Some(why), None) => {

@@ -221,7 +221,7 @@ fn resolve_choices(
     let recipe = recipe_hash(config, &root)?;
     let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
     let archive = archive(&root, config)?;
-    let (current, moved) = match current(&recipe)? {
+    let (current, moved) = match current(&root, &recipe)? {
         Some(current) => {
             let checked = check_archives(sh, &archive, &current, CheckWhen::Daily)?;
             match checked {
@@ -397,25 +397,81 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// The newest bases of this recipe in the engine, if any.
-pub fn current(recipe: &str) -> Result<Option<Current>> {
+pub fn current(root: &Path, recipe: &str) -> Result<Option<Current>> {
+    if let Some(current) = remembered(root, recipe) {
+        return Ok(Some(current));
+    }
     let found = labelled(RECIPE_LABEL, recipe)?;
-    Ok(found
+    let newest = found
         .iter()
         .filter(|f| f.labels.contains_key(IDENTITY_LABEL))
-        .max_by_key(|f| f.created)
-        .map(|f| Current {
-            identity: f.labels[IDENTITY_LABEL].clone(),
-            recipe: recipe.to_string(),
-            archive: f.labels.get(ARCHIVE_LABEL).cloned().unwrap_or_default(),
-            created: f.created,
-        }))
+        .max_by_key(|f| f.created);
+    if let Some(f) = newest {
+        let file = root.join(CURRENT_FILE);
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(root));
+        let _ = std::fs::write(&file, format!("{recipe} {}\n", f.id));
+    }
+    Ok(newest.map(|f| Current {
+        identity: f.labels[IDENTITY_LABEL].clone(),
+        recipe: recipe.to_string(),
+        archive: f.labels.get(ARCHIVE_LABEL).cloned().unwrap_or_default(),
+        created: f.created,
+    }))
+}
+
+/// Where `current` keeps the recipe and image id of the newest bases it found. Finding them by
+/// label makes the engine walk every image it has (a tenth of a second with a few hundred), on
+/// every build, a no-op included; inspecting the one remembered image takes milliseconds. Building
+/// bases forgets it, and it is trusted for an hour only, so that bases another checkout of the
+/// same recipe made are found within the hour.
+const CURRENT_FILE: &str = "target/xtask/bases/current";
+const CURRENT_TRUSTED: Duration = Duration::from_secs(3600);
+
+fn remembered(root: &Path, recipe: &str) -> Option<Current> {
+    let path = root.join(CURRENT_FILE);
+    let age = std::fs::metadata(&path)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    if age > CURRENT_TRUSTED {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let (file_recipe, id) = text.trim().split_once(' ')?;
+    if file_recipe != recipe {
+        return None;
+    }
+    let (200, body) = engine::api_get(&format!("/images/{id}/json"))? else {
+        return None;
+    };
+    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let labels = &image["Config"]["Labels"];
+    if labels[RECIPE_LABEL].as_str() != Some(recipe) {
+        return None;
+    }
+    let created = humantime::parse_rfc3339(image["Created"].as_str()?)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Current {
+        identity: labels[IDENTITY_LABEL].as_str()?.to_string(),
+        recipe: recipe.to_string(),
+        archive: labels[ARCHIVE_LABEL]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        created,
+    })
 }
 
 /// The tag of the local bases to use now: the newest bases of the recipe when there are some,
 /// else the recipe's hash (what `build --print` and `doctor` show before any base exists).
 pub fn identity_or_recipe(config: &Config, root: &Path) -> Result<String> {
     let recipe = recipe_hash(config, root)?;
-    Ok(current(&recipe)
+    Ok(current(root, &recipe)
         .ok()
         .flatten()
         .map(|c| c.identity)
@@ -629,6 +685,8 @@ fn check_archives(
 fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str]) -> Result<()> {
     let b = &config.bases;
     let hash = current.identity.as_str();
+    // The newest bases change now: the next `current` looks them up by label again.
+    let _ = std::fs::remove_file(sh.current_dir().join(CURRENT_FILE));
     eprintln!(
         "building local base images {} ({hash}: recipe {}, archives {})",
         targets.join(", "),
@@ -790,7 +848,7 @@ impl BasesCmd {
             let mut all = choices(&images);
             all.push(("DATABASE", &config.database));
             let targets: BTreeSet<&str> = all.iter().map(|(_, c)| c.local.as_str()).collect();
-            match current(&recipe)? {
+            match current(&root, &recipe)? {
                 Some(current) => {
                     let next = match check_archives(sh, &archive, &current, CheckWhen::Now)? {
                         Some((next, found)) => {
@@ -810,7 +868,7 @@ impl BasesCmd {
                 None => built = resolve_choices(sh, config, &all, BaseMode::Local)?.built,
             }
         }
-        let Some(current) = current(&recipe)? else {
+        let Some(current) = current(&root, &recipe)? else {
             bail!(
                 "no local bases of recipe {recipe} yet: `cargo xtask build --bases local` (or \
                  `cargo xtask bases --refresh`) makes them"

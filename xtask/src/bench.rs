@@ -112,7 +112,7 @@ impl BenchCmd {
         let resolved = bases::resolve(sh, config, &images, base_mode(None, config)?)?;
         let git = GitInfo::read(sh)?;
         let inputs = plan::PlanInputs::now(&config.project.version, &git, &resolved.args, OUT_DIR)
-            .with_context_revisions(sh, &images)
+            .with_context_revisions(sh, &images)?
             .with_build_seed(sh)?;
         sh.create_dir(OUT_DIR)?;
         let plan = plan::build_plan(config, &images, &inputs);

@@ -1,8 +1,8 @@
 //! What the build needs from git: the revision, whether the tree has changes, and where the
 //! repository lives.
 
-use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GitInfo {
@@ -22,28 +22,36 @@ pub struct GitInfo {
 }
 
 impl GitInfo {
+    /// Asks git for HEAD, the changed paths and the origin at once: the three questions are
+    /// independent, and a no-op build, which asks them every time, then waits for the slowest of
+    /// them instead of their sum.
     pub fn read(sh: &Shell) -> Result<GitInfo> {
-        // One command for both the hash and the time: a no-op build counts its git calls.
-        let format = "--format=%H %ct";
-        let head = cmd!(sh, "git log -1 {format}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .filter(|s| !s.is_empty())
-            .context("git has no HEAD here: run inside a clone of the project with one commit")?;
+        let root = sh.current_dir();
+        // One command for both the hash and the time.
+        let head = git(&root, &["log", "-1", "--format=%H %ct"])?;
+        let status = git(&root, &["status", "--porcelain"])?;
+        let origin = git(&root, &["config", "--get", "remote.origin.url"])?;
+        let head = head.wait_with_output()?;
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        if head.is_empty() {
+            bail!("git has no HEAD here: run inside a clone of the project with one commit");
+        }
         let (revision, time) = head
             .split_once(' ')
             .context("unexpected `git log` output")?;
-        let status = cmd!(sh, "git status --porcelain").quiet().read()?;
-        let dirty_paths: Vec<String> = status.lines().filter_map(status_path).collect();
-        let origin = cmd!(sh, "git config --get remote.origin.url")
-            .quiet()
-            .ignore_status()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .and_then(|s| https_url(s.trim()));
+        let status = status.wait_with_output()?;
+        if !status.status.success() {
+            bail!(
+                "`git status` failed: {}",
+                String::from_utf8_lossy(&status.stderr).trim()
+            );
+        }
+        let dirty_paths: Vec<String> = String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .filter_map(status_path)
+            .collect();
+        let origin = origin.wait_with_output()?;
+        let origin = https_url(String::from_utf8_lossy(&origin.stdout).trim());
         Ok(GitInfo {
             revision: revision.to_string(),
             commit_time: time
@@ -56,30 +64,46 @@ impl GitInfo {
         })
     }
 
-    /// The newest commit that changed `context` (a folder of the repository), as 12 hex digits,
-    /// with `-dirty` when git reports changes inside it: what the image built from that folder
-    /// calls its source revision (the Next.js build id). A commit elsewhere leaves it, and so the
-    /// steps that use it, unchanged.
-    pub fn context_revision(&self, sh: &Shell, context: &std::path::Path) -> String {
-        let folder = context.to_string_lossy().trim_end_matches('/').to_string();
-        let revision = cmd!(sh, "git log -1 --format=%H -- {folder}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| self.revision.clone());
-        let short: String = revision.chars().take(12).collect();
-        let prefix = format!("{folder}/");
-        if self
-            .dirty_paths
+    /// For each context (a folder of the repository), the newest commit that changed it, as 12
+    /// hex digits, with `-dirty` when git reports changes inside it: what the image built from
+    /// that folder calls its source revision (the Next.js build id). A commit elsewhere leaves
+    /// it, and so the steps that use it, unchanged. The folders are asked about at once.
+    pub fn context_revisions(
+        &self,
+        sh: &Shell,
+        contexts: &[&std::path::Path],
+    ) -> Result<Vec<String>> {
+        let root = sh.current_dir();
+        let folders: Vec<String> = contexts
             .iter()
-            .any(|p| p.starts_with(&prefix) || *p == folder)
-        {
-            format!("{short}-dirty")
-        } else {
-            short
+            .map(|c| c.to_string_lossy().trim_end_matches('/').to_string())
+            .collect();
+        let children = folders
+            .iter()
+            .map(|folder| git(&root, &["log", "-1", "--format=%H", "--", folder]))
+            .collect::<Result<Vec<_>>>()?;
+        let mut revisions = Vec::new();
+        for (folder, child) in folders.iter().zip(children) {
+            let out = child.wait_with_output()?;
+            let revision = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let revision = if revision.is_empty() {
+                self.revision.clone()
+            } else {
+                revision
+            };
+            let short: String = revision.chars().take(12).collect();
+            let prefix = format!("{folder}/");
+            let dirty = self
+                .dirty_paths
+                .iter()
+                .any(|p| p.starts_with(&prefix) || p == folder);
+            revisions.push(if dirty {
+                format!("{short}-dirty")
+            } else {
+                short
+            });
         }
+        Ok(revisions)
     }
 
     /// The short hash the image tags carry: seven hex digits, and `-dirty` for a changed tree.
@@ -91,6 +115,19 @@ impl GitInfo {
             short
         }
     }
+}
+
+/// Starts `git ARGS` in `root` with its output piped; the caller waits for it.
+fn git(root: &std::path::Path, args: &[&str]) -> Result<std::process::Child> {
+    use std::process::{Command, Stdio};
+    Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run git: install it, and run inside a clone of the project")
 }
 
 /// The path of one `git status --porcelain` line; for a rename, the new path.

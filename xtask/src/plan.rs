@@ -125,13 +125,14 @@ impl<'a> PlanInputs<'a> {
     }
 
     /// Adds the revision of each image's context, read from git.
-    pub fn with_context_revisions(mut self, sh: &xshell::Shell, images: &[&Image]) -> Self {
-        for image in images {
-            let revision = self.git.context_revision(sh, &image.context);
+    pub fn with_context_revisions(mut self, sh: &xshell::Shell, images: &[&Image]) -> Result<Self> {
+        let contexts: Vec<&std::path::Path> = images.iter().map(|i| i.context.as_path()).collect();
+        let revisions = self.git.context_revisions(sh, &contexts)?;
+        for (context, revision) in contexts.into_iter().zip(revisions) {
             self.context_revisions
-                .insert(image.context.clone(), revision);
+                .insert(context.to_path_buf(), revision);
         }
-        self
+        Ok(self)
     }
 }
 

@@ -163,7 +163,7 @@ impl BuildCmd {
             bases::resolve(sh, config, &images, mode)?
         };
         let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, OUT_DIR)
-            .with_context_revisions(sh, &images)
+            .with_context_revisions(sh, &images)?
             .with_build_seed(sh)?;
         inputs.no_cache = self.no_cache;
         inputs.remote = remote.clone();
@@ -216,25 +216,33 @@ impl BuildCmd {
                 }
             }
         }
-        // What goes into each image, read before the build starts: the next build's --explain
-        // compares with it. Its cost is the cost of --explain, which --json reports.
-        let explain_start = Instant::now();
-        let inputs: Vec<Option<explain::BuildInputs>> = plan
-            .images
-            .iter()
-            .zip(&images)
-            .map(|(image, config)| {
-                let base_args: Vec<String> = config.bases.keys().cloned().collect();
-                explain::inputs(&sh.current_dir(), image, &base_args, |reference| {
-                    crate::engine::api_image(reference)
-                        .flatten()
-                        .map(|(id, _)| id)
-                })
-                .ok()
-            })
-            .collect();
-        let mut explain_seconds = explain_start.elapsed().as_secs_f64();
-        let mut report = execute(sh, &plan, self.progress)?;
+        // What goes into each image, read as the build starts (when BuildKit reads the contexts
+        // too), on a thread of its own so that the build does not wait for it: the next build's
+        // --explain compares with it. Its cost is the cost of --explain, which --json reports.
+        let root = sh.current_dir();
+        let ((inputs, mut explain_seconds), report) = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| {
+                let start = Instant::now();
+                let inputs: Vec<Option<explain::BuildInputs>> = plan
+                    .images
+                    .iter()
+                    .zip(&images)
+                    .map(|(image, config)| {
+                        let base_args: Vec<String> = config.bases.keys().cloned().collect();
+                        explain::inputs(&root, image, &base_args, |reference| {
+                            crate::engine::api_image(reference)
+                                .flatten()
+                                .map(|(id, _)| id)
+                        })
+                        .ok()
+                    })
+                    .collect();
+                (inputs, start.elapsed().as_secs_f64())
+            });
+            let report = execute(sh, &plan, self.progress);
+            (reading.join().unwrap_or_default(), report)
+        });
+        let mut report = report?;
         for (image, inputs) in report.images.iter_mut().zip(inputs) {
             image.inputs = inputs;
             if let Some(id) = &image.id {

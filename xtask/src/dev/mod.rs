@@ -343,7 +343,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
             &stack.project,
             &name,
             &id,
-            Duration::from_secs(args.timeout.into()),
+            Duration::from_secs(args.timeout),
         )?;
         out = stack.output(&up)?;
     }

@@ -435,7 +435,7 @@ impl ReleaseCmd {
         let git = GitInfo::read(sh)?;
         let version = semver::Version::parse(&plan.version)?;
         let inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, BUILD_DIR)
-            .with_context_revisions(sh, &images)
+            .with_context_revisions(sh, &images)?
             .with_build_seed(sh)?;
         let mut build_plan = crate::plan::build_plan(config, &images, &inputs);
         for image in &mut build_plan.images {

@@ -134,8 +134,67 @@ pub struct Image {
     /// A file inside the context that `bench` rewrites to stand for a source edit.
     #[serde(default)]
     pub bench_touch: Option<PathBuf>,
+    /// The variables of the test environment `smoke` gives this service's container (a service
+    /// given DATABASE_URL is also asked about the database).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The variables that hold this service's own URL: `smoke` sets them to its address on the
+    /// run's network, `dev` and `up` make them follow its published port.
+    #[serde(default)]
+    pub url_vars: Vec<String>,
+    /// The services this one calls, by their names on the stack's network. `smoke` starts them
+    /// first, gives this one `<SERVICE>_URL` of each, and measures each call from inside this
+    /// one's container; its health answer reports each as `"<service>": "ok"`.
+    #[serde(default)]
+    pub calls: Vec<String>,
+    /// The image's own interpreter, which `smoke` runs its requests from inside the container
+    /// with (the runtime images have no shell and no curl).
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
+    /// A route that answers slowly, so that `smoke` has a request in flight during the graceful
+    /// stop (none: the stop is timed without one).
+    #[serde(default)]
+    pub slow_path: Option<String>,
+    /// The path `dev` asks to know that a source edit is served (default: `health_path`).
+    #[serde(default)]
+    pub reload_path: Option<String>,
+    /// For a dev server that restarts on an edit: the log lines that say so (`dev` waits for the
+    /// restart to end before it asks `reload_path`).
+    #[serde(default)]
+    pub reload_log: Option<ReloadLog>,
     /// Build argument name -> where that base comes from.
     pub bases: BTreeMap<String, BaseChoice>,
+}
+
+/// What a restarting dev server logs: each a piece of one line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadLog {
+    /// A restart began.
+    pub began: String,
+    /// The server is ready again.
+    pub ended: String,
+    /// The new code did not start (the server waits for the next edit).
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+/// An interpreter an image runs its service with; `smoke` runs its own scripts with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Node,
+    Python,
+}
+
+impl Runtime {
+    /// The program, as the image's PATH finds it.
+    pub fn program(self) -> &'static str {
+        match self {
+            Runtime::Node => "node",
+            Runtime::Python => "python3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +232,24 @@ impl Image {
     /// The budget in bytes; `docker images` counts megabytes of 10^6 bytes.
     pub fn budget_bytes(&self) -> u64 {
         self.budget_mb * 1_000_000
+    }
+
+    /// A variable about this service, as compose.yml names them: `BACKEND_PORT`, `BACKEND_URL`.
+    pub fn var(&self, suffix: &str) -> String {
+        let name: String = self
+            .service
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() {
+                true => c.to_ascii_uppercase(),
+                false => '_',
+            })
+            .collect();
+        format!("{name}_{suffix}")
+    }
+
+    /// Whether `smoke` gives this service the database (and so asks it about the database).
+    pub fn uses_database(&self) -> bool {
+        self.env.iter().any(|v| v == "DATABASE_URL")
     }
 }
 
@@ -340,13 +417,41 @@ impl Config {
                     "must be above 0".into(),
                 );
             }
-            if !image.health_path.starts_with('/') {
-                problem(
-                    line("health_path"),
-                    field("health_path", &image.health_path),
-                    "must start with `/`".into(),
-                );
+            for (key, path) in [
+                ("health_path", Some(&image.health_path)),
+                ("slow_path", image.slow_path.as_ref()),
+                ("reload_path", image.reload_path.as_ref()),
+            ] {
+                if let Some(path) = path.filter(|p| !p.starts_with('/')) {
+                    problem(line(key), field(key, path), "must start with `/`".into());
+                }
             }
+            for callee in &image.calls {
+                if callee == &image.service {
+                    problem(
+                        line("calls"),
+                        field("calls", &image.calls),
+                        format!("`{callee}` is this service itself"),
+                    );
+                } else if !self.images.iter().any(|i| &i.service == callee) {
+                    let known: Vec<&str> = self.images.iter().map(|i| i.service.as_str()).collect();
+                    problem(
+                        line("calls"),
+                        field("calls", &image.calls),
+                        format!(
+                            "no service `{callee}`: name services of this file ({})",
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Err(cycle) = self.start_order() {
+            problem(
+                line_of(lines.image.first(), "service"),
+                "[[image]] calls".into(),
+                cycle,
+            );
         }
         problems.sort_by_key(|p| p.line);
         problems
@@ -378,6 +483,34 @@ impl Config {
             .iter()
             .filter(|i| only.contains(&i.service))
             .collect())
+    }
+
+    /// The images in the order a stack starts them: each after the services it calls, else in
+    /// the order of the file. Calls that go round in a circle have no such order.
+    pub fn start_order(&self) -> std::result::Result<Vec<&Image>, String> {
+        let mut order: Vec<&Image> = Vec::new();
+        while order.len() < self.images.len() {
+            let placed = |s: &String| order.iter().any(|i| &i.service == s);
+            let next = self.images.iter().find(|i| {
+                !placed(&i.service) && i.calls.iter().all(|c| placed(c) || self.image(c).is_none())
+            });
+            match next {
+                Some(image) => order.push(image),
+                None => {
+                    let left: Vec<&str> = self
+                        .images
+                        .iter()
+                        .filter(|i| !placed(&i.service))
+                        .map(|i| i.service.as_str())
+                        .collect();
+                    return Err(format!(
+                        "the calls of {} go round in a circle: no service can start first",
+                        left.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(order)
     }
 
     pub fn image(&self, service: &str) -> Option<&Image> {
@@ -564,6 +697,45 @@ bases = {{}}
         ] {
             assert!(err.contains(&expected), "{expected}\nnot in:\n{err}");
         }
+    }
+
+    #[test]
+    fn services_start_after_the_ones_they_call_and_calls_name_services() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = Config::load(&root.join(DEFAULT_FILE)).unwrap();
+        let order: Vec<&str> = config
+            .start_order()
+            .unwrap()
+            .iter()
+            .map(|i| i.service.as_str())
+            .collect();
+        assert_eq!(order, ["backend", "frontend"]);
+        assert_eq!(config.image("frontend").unwrap().var("URL"), "FRONTEND_URL");
+
+        let with_calls = |a: &str, b: &str| {
+            [
+                image("a", "todo-a", "a", "a/Dockerfile"),
+                format!("calls = {a}\n"),
+                image("b", "todo-b", "b", "b/Dockerfile"),
+                format!("calls = {b}\n"),
+            ]
+            .concat()
+        };
+        let files = ["a/Dockerfile", "b/Dockerfile", "bases/Dockerfile"];
+        let circle = TempProject::new("circle", &with_calls(r#"["b"]"#, r#"["a"]"#), &files);
+        let err = format!("{:#}", circle.load().unwrap_err());
+        assert!(
+            err.contains("the calls of a, b go round in a circle"),
+            "{err}"
+        );
+        let unknown = TempProject::new("unknown", &with_calls(r#"["web"]"#, "[]"), &files);
+        let err = format!("{:#}", unknown.load().unwrap_err());
+        assert!(
+            err.contains(
+                r#"project.toml:26: [[image]] "a": calls = ["web"]: no service `web`: name services of this file (a, b)"#
+            ),
+            "{err}"
+        );
     }
 
     #[test]

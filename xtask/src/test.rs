@@ -119,18 +119,17 @@ fn e2e(sh: &Shell) -> Result<()> {
         }
         sh.write_file(stamp, lock)?;
     }
-    let image = |service: &str| {
-        config
-            .image(service)
-            .map(|i| format!("{}:latest", i.image))
-            .with_context(|| format!("project.toml has no {service} image"))
-    };
     sh.create_dir(E2E_SCREENSHOTS)?;
-    cmd!(sh, "node e2e/run.mjs")
-        .env("E2E_FRONTEND_IMAGE", image("frontend")?)
-        .env("E2E_BACKEND_IMAGE", image("backend")?)
+    let mut run = cmd!(sh, "node e2e/run.mjs")
         .env("E2E_DATABASE_IMAGE", database)
-        .env("E2E_SCREENSHOTS", E2E_SCREENSHOTS)
-        .run()?;
+        .env("E2E_SCREENSHOTS", E2E_SCREENSHOTS);
+    // E2E_FRONTEND_IMAGE, E2E_BACKEND_IMAGE: each service's image, for the test to start.
+    for image in &config.images {
+        run = run.env(
+            format!("E2E_{}", image.var("IMAGE")),
+            format!("{}:latest", image.image),
+        );
+    }
+    run.run()?;
     Ok(())
 }

@@ -108,7 +108,7 @@ struct Dev {
 impl Dev {
     fn start(copy: &Copy) -> Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["dev", "--frontend-port", "0", "--backend-port", "0"])
+            .args(["dev", "--port", "frontend=0", "--port", "backend=0"])
             .current_dir(&copy.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -634,7 +634,7 @@ fn dev_refuses_a_bad_env_naming_the_problem_and_starts_nothing() {
         "OPENAI_API_KEY=xk-canary-secret-value-0123456789",
     ) + "AGENT_MODEL=\n";
     std::fs::write(copy.path(".env"), bad).unwrap();
-    let out = copy.xtask(&["dev", "--frontend-port", "0", "--backend-port", "0"]);
+    let out = copy.xtask(&["dev", "--port", "frontend=0", "--port", "backend=0"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
@@ -751,7 +751,7 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
     }
     let _down = Down(copy.dir.clone());
     let up = || {
-        let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
+        let out = copy.xtask(&["up", "--port", "frontend=0", "--port", "backend=0"]);
         let stdout = text(&out.stdout);
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -890,7 +890,7 @@ fn up_keeps_its_data_and_configures_the_published_ports() {
     let password = copy.path(&format!("target/xtask/up/{project}.db-password"));
     let kept = copy.path("db-password.kept");
     std::fs::rename(&password, &kept).unwrap();
-    let out = copy.xtask(&["up", "--frontend-port", "0", "--backend-port", "0"]);
+    let out = copy.xtask(&["up", "--port", "frontend=0", "--port", "backend=0"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -978,7 +978,13 @@ fn up_refuses_a_port_held_on_ipv6_naming_its_holder() {
         .read_line(&mut line)
         .unwrap();
     let port = line.trim().to_string();
-    let out = copy.xtask(&["up", "--backend-port", &port, "--frontend-port", "0"]);
+    let out = copy.xtask(&[
+        "up",
+        "--port",
+        &format!("backend={port}"),
+        "--port",
+        "frontend=0",
+    ]);
     let _ = holder.kill();
     let _ = holder.wait();
     let stderr = text(&out.stderr);
@@ -1049,7 +1055,7 @@ fn ctrl_c_to_the_process_group_stops_up_and_dev_with_130_and_leaves_nothing() {
     };
     let (seed, at) = support::moments(5, Duration::from_secs(15));
     for delay in at {
-        let args = ["up", "--frontend-port", "0", "--backend-port", "0"];
+        let args = ["up", "--port", "frontend=0", "--port", "backend=0"];
         let (sent, code, stderr) = support::interrupt_after(&copy.dir, &args, delay);
         if !sent {
             // `up` was done before its moment: take the stack down for the next round.
@@ -1062,7 +1068,7 @@ fn ctrl_c_to_the_process_group_stops_up_and_dev_with_130_and_leaves_nothing() {
     let _ = copy.xtask(&["down", "--volumes"]);
     let (seed, at) = support::moments(4, Duration::from_secs(40));
     for delay in at {
-        let args = ["dev", "--frontend-port", "0", "--backend-port", "0"];
+        let args = ["dev", "--port", "frontend=0", "--port", "backend=0"];
         let (sent, code, stderr) = support::interrupt_after(&copy.dir, &args, delay);
         assert!(
             sent,

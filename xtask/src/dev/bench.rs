@@ -48,8 +48,12 @@ pub fn run(sh: &Shell, rounds: usize, dep_rounds: usize, poll: bool) -> Result<(
     let args = StackArgs {
         env_file: Some(PathBuf::from(".env.bench")),
         db: DbMode::Local,
-        frontend_port: Some(0),
-        backend_port: Some(0),
+        // Every service on a free port: the bench never takes the developer's.
+        ports: config
+            .images
+            .iter()
+            .map(|i| format!("{}=0", i.service))
+            .collect(),
         bases: None,
         timeout: 600,
     };

@@ -61,12 +61,10 @@ pub struct StackArgs {
     /// Where the database comes from.
     #[arg(long, value_enum, default_value_t = DbMode::Auto)]
     db: DbMode,
-    /// The frontend's port on the host (default: FRONTEND_PORT, else 3000; 0 picks a free one).
-    #[arg(long, value_name = "PORT")]
-    frontend_port: Option<u16>,
-    /// The backend's port on the host (default: BACKEND_PORT, else 8000; 0 picks a free one).
-    #[arg(long, value_name = "PORT")]
-    backend_port: Option<u16>,
+    /// A service's port on the host, e.g. `--port frontend=0` (repeatable; default: the
+    /// variable `<SERVICE>_PORT`, else its port in project.toml; 0 picks a free one).
+    #[arg(long = "port", value_name = "SERVICE=PORT")]
+    ports: Vec<String>,
     /// Where base images come from (default: project.toml's `bases.mode`, or TODO_BASES).
     #[arg(long, value_enum)]
     bases: Option<BaseMode>,
@@ -241,8 +239,8 @@ fn run_dev(
         stack::remove_project(&stack.project, 5, true)?;
     }
     settle_ports(&mut stack, config, &BTreeMap::new())?;
-    check_ports(&stack, &BTreeMap::new())?;
-    follow_urls(&mut stack, &report, "dev");
+    check_ports(&stack, config, &BTreeMap::new())?;
+    follow_urls(&mut stack, config, &report, "dev");
     let mode = build::base_mode(args.bases, config)?;
     let images: Vec<&crate::config::Image> = config.images.iter().collect();
     if stack.files.contains(&stack::DB_FILE) {
@@ -250,9 +248,7 @@ fn run_dev(
         stack.set("DB_IMAGE", image);
     }
     // Validate the compose files with this environment before anything is built.
-    stack
-        .run(&["config", "--quiet"])
-        .context("the compose files do not accept this environment")?;
+    check_compose(&stack, config)?;
     eprintln!("dev: compose project {} (run {run})", stack.project);
     // From here on, whatever happens, the stack is removed, volumes and all: they belong to
     // this run.
@@ -309,8 +305,8 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     // new configuration, and compose would recreate every service to publish it.
     let running = published_ports(config, &before);
     settle_ports(&mut stack, config, &running)?;
-    check_ports(&stack, &running)?;
-    follow_urls(&mut stack, &report, "up");
+    check_ports(&stack, config, &running)?;
+    follow_urls(&mut stack, config, &report, "up");
     let mode = build::base_mode(args.bases, config)?;
     let images: Vec<&crate::config::Image> = config.images.iter().collect();
     if stack.files.contains(&stack::DB_FILE) {
@@ -320,9 +316,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         stack.set("DB_PASSWORD", &password);
         stack.set("DATABASE_URL", local_database_url(&password));
     }
-    stack
-        .run(&["config", "--quiet"])
-        .context("the compose files do not accept this environment")?;
+    check_compose(&stack, config)?;
     images::ensure_prod(sh, config, &images, args.bases)?;
     eprintln!("up: compose project {}", stack.project);
     if !before.is_empty() {
@@ -372,6 +366,37 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("{}", urls(config, &ports));
+    Ok(())
+}
+
+/// Refuses compose files that do not accept this environment, or that leave out a service of
+/// project.toml (the stack would wait for it in vain), before anything is built.
+fn check_compose(stack: &Stack, config: &Config) -> Result<()> {
+    let services = session::services_config(stack)
+        .context("the compose files do not accept this environment")?;
+    let missing: Vec<&str> = config
+        .images
+        .iter()
+        .map(|i| i.service.as_str())
+        .filter(|s| services.get(s).is_none())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "project.toml has the service{} {}, which the compose files ({}) do not: add {} to \
+             {} (and its development image to {})",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            stack
+                .files
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            stack::BASE_FILE,
+            stack::DEV_FILE
+        );
+    }
     Ok(())
 }
 
@@ -543,9 +568,10 @@ fn prepare(
     let mut stack = Stack::new(&root, project, kind, env_file.clone(), local, services);
     stack.set("TODO_OWNER", kind.owner());
     stack.set("TODO_ENV_FILE", env_file.display().to_string());
+    let flags = port_flags(config, args)?;
     for image in &config.images {
-        let port = port_for(args, &image.service, image.port)?;
-        stack.set(&port_var(&image.service), port.to_string());
+        let port = port_for(&flags, image)?;
+        stack.set(&image.var("PORT"), port.to_string());
     }
     let owner = std::fs::metadata(&root).context("cannot read the project folder")?;
     use std::os::unix::fs::MetadataExt;
@@ -566,17 +592,6 @@ fn prepare(
     }
     Ok((stack, report))
 }
-
-/// The variables that hold a URL of this machine as the browser sees it, and the service whose
-/// host port it must name: the frontend's server accepts sign-ups only from its own origin
-/// (BETTER_AUTH_URL), the backend allows only that origin (FRONTEND_URL, for CORS), and
-/// NEXT_PUBLIC_API_URL is the backend's address (the spec's "Backend API URL"; in compose the
-/// frontend's server uses BACKEND_URL instead, but the value must not name a wrong port).
-const URL_VARS: &[(&str, &str)] = &[
-    ("BETTER_AUTH_URL", "frontend"),
-    ("FRONTEND_URL", "frontend"),
-    ("NEXT_PUBLIC_API_URL", "backend"),
-];
 
 /// How a URL of the env file fits a published port.
 #[derive(Debug, PartialEq, Eq)]
@@ -618,14 +633,21 @@ fn fit_url(value: &str, port: u16) -> UrlFit {
 }
 
 /// Makes the URLs the services are configured with name the ports they are published on: a URL
-/// of this machine on another port (the env file's `:3000` under `--frontend-port 0`) follows
-/// the published port, and the line says which variables moved. A URL of another host is left
-/// as it is, with a note: a proxy may sit in front.
-fn follow_urls(stack: &mut Stack, report: &env::Report, prefix: &str) {
+/// of this machine on another port (the env file's `:3000` under `--port frontend=0`) in a
+/// service's `url_vars` follows the published port, and the line says which variables moved. A
+/// URL of another host is left as it is, with a note: a proxy may sit in front. (The frontend's
+/// server accepts sign-ups only from its own origin, the backend allows only that origin, and
+/// the spec's "Backend API URL" must not name a wrong port.)
+fn follow_urls(stack: &mut Stack, config: &Config, report: &env::Report, prefix: &str) {
     let mut moved: BTreeMap<(&str, u16), Vec<&str>> = BTreeMap::new();
-    for (var, service) in URL_VARS {
+    let url_vars = config
+        .images
+        .iter()
+        .flat_map(|i| i.url_vars.iter().map(move |v| (v.as_str(), i)));
+    for (var, image) in url_vars {
+        let service = image.service.as_str();
         let Some(port) = stack
-            .var(&port_var(service))
+            .var(&image.var("PORT"))
             .and_then(|p| p.parse::<u16>().ok())
         else {
             continue;
@@ -654,28 +676,37 @@ fn follow_urls(stack: &mut Stack, report: &env::Report, prefix: &str) {
     }
 }
 
-/// The variable of the compose files that holds a service's host port.
-fn port_var(service: &str) -> String {
-    format!("{}_PORT", service.to_ascii_uppercase())
+/// Each `--port SERVICE=PORT`, checked: a known service, a port number.
+fn port_flags(config: &Config, args: &StackArgs) -> Result<BTreeMap<String, u16>> {
+    let mut ports = BTreeMap::new();
+    for pair in &args.ports {
+        let Some((service, port)) = pair.split_once('=') else {
+            bail!(
+                "--port {pair}: write SERVICE=PORT, e.g. --port frontend=0 (0 picks a free port)"
+            );
+        };
+        config.select(&[service.to_string()])?;
+        let port = port
+            .trim()
+            .parse()
+            .with_context(|| format!("--port {pair}: {port} is not a port number (0 to 65535)"))?;
+        ports.insert(service.to_string(), port);
+    }
+    Ok(ports)
 }
 
 /// A service's host port: the flag, else `<SERVICE>_PORT`, else the project file's port.
-fn port_for(args: &StackArgs, service: &str, default: u16) -> Result<u16> {
-    let flag = match service {
-        "frontend" => args.frontend_port,
-        "backend" => args.backend_port,
-        _ => None,
-    };
-    if let Some(port) = flag {
-        return Ok(port);
+fn port_for(flags: &BTreeMap<String, u16>, image: &crate::config::Image) -> Result<u16> {
+    if let Some(port) = flags.get(&image.service) {
+        return Ok(*port);
     }
-    let var = port_var(service);
+    let var = image.var("PORT");
     match std::env::var(&var) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse()
             .with_context(|| format!("{var}={v} is not a port number (0 to 65535)")),
-        _ => Ok(default),
+        _ => Ok(image.port),
     }
 }
 
@@ -686,7 +717,7 @@ fn settle_ports(stack: &mut Stack, config: &Config, running: &BTreeMap<String, u
     // Held until every port is chosen, so that two services never get the same one.
     let mut held = Vec::new();
     for image in &config.images {
-        let var = port_var(&image.service);
+        let var = image.var("PORT");
         if stack.var(&var) != Some("0") {
             continue;
         }
@@ -710,10 +741,11 @@ fn settle_ports(stack: &mut Stack, config: &Config, running: &BTreeMap<String, u
 
 /// Refuses to start when a host port is taken, on IPv4 or IPv6 (the engine publishes on both),
 /// before anything is built or started; ports the running stack itself holds are not checked.
-fn check_ports(stack: &Stack, running: &BTreeMap<String, u16>) -> Result<()> {
+fn check_ports(stack: &Stack, config: &Config, running: &BTreeMap<String, u16>) -> Result<()> {
     let mut taken = Vec::new();
-    for service in &stack.services {
-        let var = port_var(service);
+    for image in &config.images {
+        let service = &image.service;
+        let var = image.var("PORT");
         let Some(port) = stack.var(&var).and_then(|p| p.parse::<u16>().ok()) else {
             continue;
         };
@@ -722,7 +754,7 @@ fn check_ports(stack: &Stack, running: &BTreeMap<String, u16>) -> Result<()> {
         }
         if let Some(holder) = ports::taken(port) {
             taken.push(format!(
-                "port {port} of the {service} is taken ({holder}): pass --{service}-port N or \
+                "port {port} of the {service} is taken ({holder}): pass --port {service}=N or \
                  set {var}=N (0 picks a free port)"
             ));
         }
@@ -1321,15 +1353,23 @@ mod tests {
 
     #[test]
     fn ports_come_from_the_flag_then_the_default() {
-        let args = StackArgs {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap();
+        let args = |ports: &[&str]| StackArgs {
             env_file: None,
             db: DbMode::Auto,
-            frontend_port: Some(0),
-            backend_port: None,
+            ports: ports.iter().map(|p| p.to_string()).collect(),
             bases: None,
             timeout: 1,
         };
-        assert_eq!(port_for(&args, "frontend", 3000).unwrap(), 0);
-        assert_eq!(port_var("backend"), "BACKEND_PORT");
+        let flags = port_flags(&config, &args(&["frontend=0"])).unwrap();
+        let frontend = config.image("frontend").unwrap();
+        assert_eq!(port_for(&flags, frontend).unwrap(), 0);
+        let backend = config.image("backend").unwrap();
+        assert_eq!(backend.var("PORT"), "BACKEND_PORT");
+        let err = port_flags(&config, &args(&["web=1"])).unwrap_err();
+        assert!(err.to_string().contains("unknown service `web`"), "{err}");
+        let err = port_flags(&config, &args(&["frontend"])).unwrap_err();
+        assert!(err.to_string().contains("SERVICE=PORT"), "{err}");
     }
 }

@@ -20,7 +20,7 @@ use super::stack::{PsEntry, Stack};
 use super::status::{status_of, Status};
 use super::watch::{Batch, Change, Rules, Watcher};
 use crate::build::Progress;
-use crate::config::{BaseMode, Config, Image};
+use crate::config::{BaseMode, Config, Image, ReloadLog};
 use crate::interrupt;
 
 /// How long a service may take to be healthy again after a recreation.
@@ -32,30 +32,21 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const REACTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How the tool knows that a service serves a source change: which path to ask, and for servers
-/// that restart, the log lines that say a restart began and ended.
+/// that restart, the log lines that say a restart began and ended (project.toml's `reload_path`
+/// and `reload_log`).
 #[derive(Debug, Clone)]
 pub struct ReloadProbe {
     pub path: String,
-    pub markers: Option<(&'static str, &'static str)>,
+    pub markers: Option<ReloadLog>,
 }
 
-/// The probe of each service. The backend's dev server restarts its worker (see its
-/// Dockerfile.dev) and says so; `next dev` compiles a changed page when it is next asked for, so
-/// asking for the home page measures the reload of the usual edit.
 pub fn reload_probe(image: &Image) -> ReloadProbe {
-    match image.service.as_str() {
-        "frontend" => ReloadProbe {
-            path: "/".into(),
-            markers: None,
-        },
-        "backend" => ReloadProbe {
-            path: image.health_path.clone(),
-            markers: Some(("Reloading...", "Application startup complete.")),
-        },
-        _ => ReloadProbe {
-            path: image.health_path.clone(),
-            markers: None,
-        },
+    ReloadProbe {
+        path: image
+            .reload_path
+            .clone()
+            .unwrap_or_else(|| image.health_path.clone()),
+        markers: image.reload_log.clone(),
     }
 }
 
@@ -412,15 +403,15 @@ impl<'a> Session<'a> {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{service:>width$} | {line}");
         }
-        let Some((began, ended)) = self.probes.get(service).and_then(|p| p.markers) else {
+        let Some(log) = self.probes.get(service).and_then(|p| p.markers.as_ref()) else {
             return;
         };
         let seen = self.seen.entry(service.to_string()).or_default();
-        if line.contains(began) {
+        if line.contains(&log.began) {
             seen.began = Some(at);
-        } else if line.contains(ended) {
+        } else if line.contains(&log.ended) {
             seen.ended = Some(at);
-        } else if line.contains("the worker exited") {
+        } else if log.failed.as_ref().is_some_and(|f| line.contains(f)) {
             if let Some(p) = self.pending.remove(service) {
                 eprintln!(
                     "dev: {service}: {} changed; the new code does not start (see its log above)",
@@ -467,8 +458,11 @@ impl<'a> Session<'a> {
     fn on_change(&mut self, change: Change, files: Vec<PathBuf>, at: Instant) -> Result<()> {
         match change {
             Change::Source(service) => {
-                let markers = self.probes.get(&service).and_then(|p| p.markers);
-                if markers.is_some() {
+                if self
+                    .probes
+                    .get(&service)
+                    .is_some_and(|p| p.markers.is_some())
+                {
                     self.pending.insert(
                         service.clone(),
                         Pending {

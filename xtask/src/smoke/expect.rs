@@ -18,12 +18,10 @@ pub struct Expect {
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     pub network: String,
-    pub frontend_alias: String,
-    pub backend_alias: String,
     pub database_alias: String,
     pub start_to_healthy_seconds: f64,
     pub health_latency_seconds: f64,
-    pub frontend_to_backend_seconds: f64,
+    pub service_call_seconds: f64,
     pub database_connect_seconds: f64,
     pub stop_grace_seconds: u64,
     pub stop_exit_codes: Vec<i64>,

@@ -148,8 +148,8 @@ pub fn image_refs(config: &Config, overrides: &[String]) -> Result<BTreeMap<Stri
 /// The generated test environment of one run: random secrets, DNS names of the run's network.
 struct TestEnv {
     database: Vec<(String, String)>,
-    backend: Vec<(String, String)>,
-    frontend: Vec<(String, String)>,
+    /// Each service's variables: its `env` of project.toml, and the URL of each service it calls.
+    services: BTreeMap<String, Vec<(String, String)>>,
     /// The values the run plants, searched for in the images afterwards.
     needles: Vec<Needle>,
 }
@@ -174,25 +174,18 @@ fn random_token(len: usize) -> Result<String> {
     Ok(token)
 }
 
+/// A service's address on the run's network: its name, as in compose.
+fn service_url(image: &Image) -> String {
+    format!("http://{}:{}", image.service, image.port)
+}
+
 fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
     let rt = &expect.runtime;
-    let port = |service: &str| -> Result<u16> {
-        Ok(config
-            .image(service)
-            .with_context(|| format!("project.toml has no `{service}` image: smoke needs one"))?
-            .port)
-    };
     let password = random_token(32)?;
     let auth_secret = random_token(48)?;
     let api_key = format!("sk-smoke-{}", random_token(40)?);
-    let vars = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
-    };
-    let frontend_url = format!("http://{}:{}", rt.frontend_alias, port("frontend")?);
-    let backend = vars(&[
+    // Every value a service may ask for; each takes the ones its `env` names.
+    let mut values: BTreeMap<String, String> = [
         (
             "DATABASE_URL",
             format!(
@@ -203,18 +196,36 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
         ("BETTER_AUTH_SECRET", auth_secret.clone()),
         ("OPENAI_API_KEY", api_key.clone()),
         ("AGENT_MODEL", "gpt-4o".into()),
-        ("FRONTEND_URL", frontend_url.clone()),
-    ]);
-    let frontend = vars(&[
-        (
-            "NEXT_PUBLIC_API_URL",
-            format!("http://{}:{}", rt.backend_alias, port("backend")?),
-        ),
-        ("BETTER_AUTH_SECRET", auth_secret.clone()),
-        ("BETTER_AUTH_URL", frontend_url),
-    ]);
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for image in &config.images {
+        for var in &image.url_vars {
+            values.insert(var.clone(), service_url(image));
+        }
+    }
+    let mut services = BTreeMap::new();
+    for image in &config.images {
+        let mut vars = Vec::new();
+        for var in &image.env {
+            let value = values.get(var).with_context(|| {
+                format!(
+                    "project.toml: [[image]] {:?}: env names {var}, which smoke has no test value                      for: it makes {} and the url_vars of every image",
+                    image.service,
+                    ["DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY", "AGENT_MODEL"]
+                        .join(", ")
+                )
+            })?;
+            vars.push((var.clone(), value.clone()));
+        }
+        for callee in image.calls.iter().filter_map(|c| config.image(c)) {
+            vars.push((callee.var("URL"), service_url(callee)));
+        }
+        services.insert(image.service.clone(), vars);
+    }
     // The same rules as every other command: the generated values must pass them.
-    let mut all: BTreeMap<String, String> = backend.iter().chain(&frontend).cloned().collect();
+    let mut all: BTreeMap<String, String> = services.values().flatten().cloned().collect();
     all.insert("VERSION".into(), format!("v{}", config.project.version));
     env::check_vars(all)
         .into_result()
@@ -223,14 +234,19 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
         label: format!("the test environment's {name}"),
         bytes: value.as_bytes().to_vec(),
     };
+    let vars = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
     Ok(TestEnv {
         database: vars(&[
             ("POSTGRES_USER", "todo".into()),
             ("POSTGRES_PASSWORD", password.clone()),
             ("POSTGRES_DB", "todo".into()),
         ]),
-        backend,
-        frontend,
+        services,
         needles: vec![
             needle("database password", &password),
             needle("BETTER_AUTH_SECRET", &auth_secret),
@@ -321,8 +337,7 @@ fn run_stack(
     let rt = &expect.runtime;
     let limit = Duration::from_secs_f64(rt.start_to_healthy_seconds);
     let mut rows = Vec::new();
-    let frontend = config.image("frontend").context("no frontend image")?;
-    let backend = config.image("backend").context("no backend image")?;
+    let order = config.start_order().map_err(|e| anyhow::anyhow!(e))?;
 
     // PostgreSQL first: Docker Hub's image has no HEALTHCHECK, so one is added when missing.
     eprintln!("starting PostgreSQL ({database_image})");
@@ -347,19 +362,17 @@ fn run_stack(
     )?;
     let db_ready = stack::wait_healthy(&db.id, Duration::from_secs(90), || None)?;
 
-    // Then the backend, then the frontend, which depends on it (the spec's compose order).
+    // Then each service after the ones it calls (the spec's compose order: the backend, then
+    // the frontend, which depends on it).
     let mut started: BTreeMap<&str, (Started, std::result::Result<f64, String>)> = BTreeMap::new();
-    for (image, alias, vars) in [
-        (backend, &rt.backend_alias, &test_env.backend),
-        (frontend, &rt.frontend_alias, &test_env.frontend),
-    ] {
+    for image in &order {
         let service = image.service.as_str();
         eprintln!("starting {service} ({})", images[service]);
-        let file = stack.env_file(service, vars)?;
+        let file = stack.env_file(service, &test_env.services[service])?;
         let container = stack.run(
             service,
             &images[service],
-            Some(alias),
+            Some(service),
             Some(&file),
             Some(image.port),
             &[],
@@ -380,18 +393,11 @@ fn run_stack(
             Ok(s) => eprintln!("{service} healthy after {s:.1} s"),
             Err(cause) => eprintln!("{service} is not healthy: {cause}"),
         }
-        started.insert(
-            if service == "backend" {
-                "backend"
-            } else {
-                "frontend"
-            },
-            (container, healthy),
-        );
+        started.insert(service, (container, healthy));
     }
-    let is_healthy = |s: &str| started[s].1.is_ok();
+    let is_healthy = |s: &str| started.get(s).is_some_and(|(_, h)| h.is_ok());
 
-    for image in [backend, frontend] {
+    for image in &order {
         let (container, healthy) = &started[image.service.as_str()];
         let row = Row::named("stack", "start-to-healthy", &image.service);
         rows.push(match healthy {
@@ -417,37 +423,40 @@ fn run_stack(
     }
     check_interrupt()?;
 
-    rows.push(database_row(
-        backend,
-        &started["backend"].0,
-        is_healthy("backend"),
-        &db_ready,
-        expect,
-    ));
-    rows.push(frontend_to_backend(
-        frontend,
-        backend,
-        &started["frontend"].0,
-        is_healthy("frontend") && is_healthy("backend"),
-        expect,
-    ));
+    for image in order.iter().filter(|i| i.uses_database()) {
+        let service = image.service.as_str();
+        rows.push(database_row(
+            image,
+            &started[service].0,
+            is_healthy(service),
+            &db_ready,
+            expect,
+        ));
+    }
+    for caller in &order {
+        for callee in caller.calls.iter().filter_map(|c| config.image(c)) {
+            rows.push(call_row(
+                caller,
+                callee,
+                &started[caller.service.as_str()].0,
+                is_healthy(&caller.service) && is_healthy(&callee.service),
+                expect,
+            ));
+        }
+    }
     check_interrupt()?;
 
     // Idle: a moment after the last request, every container measured at once.
     std::thread::sleep(Duration::from_secs(1));
-    rows.extend(idle_memory(&[backend, frontend], &started, expect));
+    rows.extend(idle_memory(&order, &started, expect));
     check_interrupt()?;
 
     // A graceful stop is tried on a second container of each image, on the same network with the
     // same environment, so that the stack itself stays whole (for `--keep`) and the measurements
     // above saw one container per service.
-    for image in [backend, frontend] {
+    for image in &order {
         let service = image.service.as_str();
-        let vars = if service == "backend" {
-            &test_env.backend
-        } else {
-            &test_env.frontend
-        };
+        let vars = &test_env.services[service];
         rows.push(graceful_stop(stack, image, &images[service], vars, expect)?);
         check_interrupt()?;
     }
@@ -515,6 +524,7 @@ fn json_field(body: &str, field: &str) -> Option<String> {
         .and_then(|v| v[field].as_str().map(String::from))
 }
 
+/// The database row of a service given DATABASE_URL (`backend` names it as the spec's one).
 fn database_row(
     backend: &Image,
     container: &Started,
@@ -530,7 +540,7 @@ fn database_row(
             .fail(format!("PostgreSQL did not start: {cause}"));
     }
     if !healthy {
-        return row.not_checked("the backend is not healthy");
+        return row.not_checked(format!("the {} is not healthy", backend.service));
     }
     let port = container.host_port.unwrap_or(0);
     let path = &backend.health_path;
@@ -546,6 +556,13 @@ fn database_row(
         return row.figure("unreachable").fail(format!(
             "GET {path} says database: {e} (DATABASE_URL points at the run's PostgreSQL as `{}`)",
             expect.runtime.database_alias
+        ));
+    }
+    if backend.runtime != Some(crate::config::Runtime::Python) {
+        return row.figure("health ok").not_checked(format!(
+            "smoke times a connection with the image's Python and psycopg; the {} declares no \
+             `runtime = \"python\"` in project.toml",
+            backend.service
         ));
     }
     match probe::database_connect(&container.id) {
@@ -564,49 +581,54 @@ fn database_row(
             }
         }
         Err(e) => row.figure("health ok").fail(format!(
-            "connecting from the backend container failed: {e:#}"
+            "connecting from the {} container failed: {e:#}",
+            backend.service
         )),
     }
 }
 
-fn frontend_to_backend(
-    frontend: &Image,
-    backend: &Image,
+/// The row of one call of `caller` to `callee` (the spec's frontend to backend): the caller's
+/// health answer says whether it reached the callee by its name, and requests from inside the
+/// caller's container, with its own interpreter, measure the way there.
+fn call_row(
+    caller: &Image,
+    callee: &Image,
     container: &Started,
     both_healthy: bool,
     expect: &Expect,
 ) -> Row {
-    let rt = &expect.runtime;
-    let limit = rt.frontend_to_backend_seconds;
-    let row = Row::named("stack", "frontend-to-backend", &frontend.service);
+    let limit = expect.runtime.service_call_seconds;
+    let (from, to) = (caller.service.as_str(), callee.service.as_str());
+    let row = Row::named("stack", format!("{from}-to-{to}"), from);
     if !both_healthy {
-        return row.not_checked("the frontend or the backend is not healthy");
+        return row.not_checked(format!("the {from} or the {to} is not healthy"));
     }
-    // The frontend's own health route says whether the app reached the backend by its name...
     let port = container.host_port.unwrap_or(0);
-    let app_says = probe::http_get(port, &frontend.health_path, Duration::from_secs(5))
+    let app_says = probe::http_get(port, &caller.health_path, Duration::from_secs(5))
         .ok()
-        .and_then(|a| json_field(&a.body, "backend"));
+        .and_then(|a| json_field(&a.body, to));
     if app_says.as_deref() != Some("ok") {
         return row.figure("unreachable").fail(format!(
-            "GET {} says backend: {} (NEXT_PUBLIC_API_URL is http://{}:{})",
-            frontend.health_path,
+            "GET {} says {to}: {} ({} is {})",
+            caller.health_path,
             app_says.unwrap_or_else(|| "nothing".into()),
-            rt.backend_alias,
-            backend.port
+            callee.var("URL"),
+            service_url(callee)
         ));
     }
-    // ...and requests from inside the frontend container measure the way there.
-    let url = format!(
-        "http://{}:{}{}",
-        rt.backend_alias, backend.port, backend.health_path
-    );
-    match probe::fetch_from(&container.id, &url, 5) {
+    let Some(runtime) = caller.runtime else {
+        return row.figure("health ok").not_checked(format!(
+            "no `runtime` for the {from} in project.toml: smoke has nothing to send requests \
+             from inside its container with"
+        ));
+    };
+    let url = format!("{}{}", service_url(callee), callee.health_path);
+    match probe::fetch_from(&container.id, runtime, &url, 5) {
         Ok(results) => {
             if let Some((status, _)) = results.iter().find(|(s, _)| s != "200") {
                 return row
                     .figure(status.clone())
-                    .fail(format!("GET {url} from the frontend container: {status}"));
+                    .fail(format!("GET {url} from the {from} container: {status}"));
             }
             let samples: Vec<f64> = results.iter().map(|r| r.1).collect();
             let t = probe::timings(&samples);
@@ -619,7 +641,7 @@ fn frontend_to_backend(
             latency_verdict(row, figure, t.max, limit, &format!("GET {url}"))
         }
         Err(e) => row.fail(format!(
-            "cannot request {url} from the frontend container: {e:#}"
+            "cannot request {url} from the {from} container: {e:#}"
         )),
     }
 }
@@ -708,9 +730,6 @@ fn idle_verdict(
     }
 }
 
-/// The backend's route that answers slowly, so that a request is in flight during the stop.
-const SLOW_PATH: &str = "/ops/slow?ms=2000";
-
 fn graceful_stop(
     stack: &Stack,
     image: &Image,
@@ -744,7 +763,7 @@ fn graceful_stop(
     }
     check_interrupt()?;
     let grace = Duration::from_secs(rt.stop_grace_seconds);
-    let slow = (service == "backend").then_some(SLOW_PATH);
+    let slow = image.slow_path.as_deref();
     let stop = probe::graceful_stop(&replica.id, port, slow, grace);
     let _ = stack::docker(&["rm", "--force", &replica.id]);
     let stop = stop?;
@@ -769,14 +788,18 @@ fn graceful_stop(
         }
         Some(Ok(a)) => {
             problems.push(format!(
-                "the in-flight GET {SLOW_PATH} answered {} instead of 200 ({})",
+                "the in-flight GET {} answered {} instead of 200 ({})",
+                slow.unwrap_or_default(),
                 a.status,
                 shorten(a.body.trim(), 80)
             ));
             String::new()
         }
         Some(Err(e)) => {
-            problems.push(format!("the in-flight GET {SLOW_PATH} was cut off: {e}"));
+            problems.push(format!(
+                "the in-flight GET {} was cut off: {e}",
+                slow.unwrap_or_default()
+            ));
             String::new()
         }
     };
@@ -1032,19 +1055,24 @@ mod tests {
         let get = |vars: &[(String, String)], k: &str| {
             vars.iter().find(|(n, _)| n == k).unwrap().1.clone()
         };
+        let (backend, frontend) = (&a.services["backend"], &a.services["frontend"]);
         assert_ne!(
-            get(&a.backend, "BETTER_AUTH_SECRET"),
-            get(&b.backend, "BETTER_AUTH_SECRET")
+            get(backend, "BETTER_AUTH_SECRET"),
+            get(&b.services["backend"], "BETTER_AUTH_SECRET")
         );
+        // A service's URL is its name and port on the run's network, in every variable that
+        // project.toml says holds it; a caller gets `<SERVICE>_URL` of each service it calls.
+        assert_eq!(get(frontend, "NEXT_PUBLIC_API_URL"), "http://backend:8000");
+        assert_eq!(get(frontend, "BACKEND_URL"), "http://backend:8000");
+        assert_eq!(get(frontend, "BETTER_AUTH_URL"), "http://frontend:3000");
+        assert_eq!(get(backend, "FRONTEND_URL"), "http://frontend:3000");
+        assert!(get(backend, "DATABASE_URL").contains("@db:5432/todo"));
         assert_eq!(
-            get(&a.frontend, "NEXT_PUBLIC_API_URL"),
-            "http://backend:8000"
+            get(frontend, "BETTER_AUTH_SECRET"),
+            get(backend, "BETTER_AUTH_SECRET")
         );
-        assert!(get(&a.backend, "DATABASE_URL").contains("@db:5432/todo"));
-        assert_eq!(
-            get(&a.frontend, "BETTER_AUTH_SECRET"),
-            get(&a.backend, "BETTER_AUTH_SECRET")
-        );
+        // Each service gets what it names, and nothing else: the frontend no database.
+        assert!(!frontend.iter().any(|(k, _)| k == "DATABASE_URL"));
         assert_eq!(a.needles.len(), 3);
         // Every planted value is long enough to be searched for without false hits.
         assert!(a.needles.iter().all(|n| n.bytes.len() >= 32));

@@ -1,5 +1,5 @@
 //! Measurements of the running stack: HTTP from the host, requests from inside a container
-//! (frontend to backend by DNS, backend to PostgreSQL), memory at idle, and a graceful stop.
+//! (one service to another by DNS, a service to PostgreSQL), memory at idle, and a graceful stop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::stack::docker;
+use crate::config::Runtime;
 
 /// One HTTP answer: status, body, and the time from connecting to the last byte.
 #[derive(Debug, Clone)]
@@ -79,19 +80,50 @@ pub fn ms(seconds: f64) -> String {
     }
 }
 
-/// Requests `url` `count` times from inside the frontend container with its own `node`, and
+/// Requests `url` `count` times from inside a container with the image's own interpreter, and
 /// returns (status or error, seconds) of each: the first request also resolves the name.
-pub fn fetch_from(container: &str, url: &str, count: usize) -> Result<Vec<(String, f64)>> {
-    let script = format!(
-        "(async () => {{ const out = []; for (let i = 0; i < {count}; i++) {{ \
-           const t = performance.now(); \
-           try {{ const r = await fetch({url:?}, {{cache: 'no-store', signal: AbortSignal.timeout(5000)}}); \
-                 await r.text(); out.push([String(r.status), (performance.now() - t) / 1000]); }} \
-           catch (e) {{ out.push([String((e.cause && e.cause.code) || e.name), (performance.now() - t) / 1000]); }} \
-         }} console.log(JSON.stringify(out)); }})()"
-    );
-    let out = docker(&["exec", container, "node", "-e", &script])?;
-    serde_json::from_str(out.lines().last().unwrap_or("")).context("unexpected output of node")
+pub fn fetch_from(
+    container: &str,
+    runtime: Runtime,
+    url: &str,
+    count: usize,
+) -> Result<Vec<(String, f64)>> {
+    // A Rust string's debug form is a valid string literal in both languages for a URL.
+    let script = match runtime {
+        Runtime::Node => format!(
+            "(async () => {{ const out = []; for (let i = 0; i < {count}; i++) {{ \
+               const t = performance.now(); \
+               try {{ const r = await fetch({url:?}, {{cache: 'no-store', signal: AbortSignal.timeout(5000)}}); \
+                     await r.text(); out.push([String(r.status), (performance.now() - t) / 1000]); }} \
+               catch (e) {{ out.push([String((e.cause && e.cause.code) || e.name), (performance.now() - t) / 1000]); }} \
+             }} console.log(JSON.stringify(out)); }})()"
+        ),
+        // Lines joined explicitly: a `\` line continuation in Rust would eat the indentation.
+        Runtime::Python => [
+            "import json, time, urllib.error, urllib.request".to_string(),
+            "out = []".into(),
+            format!("for _ in range({count}):"),
+            "    t = time.perf_counter()".into(),
+            "    try:".into(),
+            format!("        with urllib.request.urlopen({url:?}, timeout=5) as r:"),
+            "            r.read()".into(),
+            "            out.append([str(r.status), time.perf_counter() - t])".into(),
+            "    except urllib.error.HTTPError as e:".into(),
+            "        out.append([str(e.code), time.perf_counter() - t])".into(),
+            "    except Exception as e:".into(),
+            "        out.append([type(e).__name__, time.perf_counter() - t])".into(),
+            "print(json.dumps(out))".into(),
+        ]
+        .join("\n"),
+    };
+    let flag = match runtime {
+        Runtime::Node => "-e",
+        Runtime::Python => "-c",
+    };
+    let program = runtime.program();
+    let out = docker(&["exec", container, program, flag, &script])?;
+    serde_json::from_str(out.lines().last().unwrap_or(""))
+        .with_context(|| format!("unexpected output of {program}"))
 }
 
 /// Connects from inside the backend container to its DATABASE_URL with the image's own
@@ -107,7 +139,7 @@ pub fn database_connect(container: &str) -> Result<f64> {
         "print(json.dumps(time.perf_counter() - start))",
     ]
     .join("\n");
-    let out = docker(&["exec", container, "python", "-c", &script])?;
+    let out = docker(&["exec", container, Runtime::Python.program(), "-c", &script])?;
     out.lines()
         .last()
         .and_then(|l| l.parse().ok())

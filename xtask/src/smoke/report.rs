@@ -46,7 +46,7 @@ pub struct Row {
     /// `stack`, `image` or `lint`.
     pub group: &'static str,
     /// A short stable name: `start-to-healthy`, `user`, `secrets`...
-    pub check: &'static str,
+    pub check: std::borrow::Cow<'static, str>,
     pub service: String,
     pub result: Outcome,
     /// What was seen, in a few words (`1.4 s`, `uid 1001 (appuser)`).
@@ -60,10 +60,15 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn named(group: &'static str, check: &'static str, service: &str) -> RowBuilder {
+    /// `check` is a fixed name, or one made of service names (`frontend-to-backend`).
+    pub fn named(
+        group: &'static str,
+        check: impl Into<std::borrow::Cow<'static, str>>,
+        service: &str,
+    ) -> RowBuilder {
         RowBuilder(Row {
             group,
-            check,
+            check: check.into(),
             service: service.to_string(),
             result: Outcome::Pass,
             figure: String::new(),

@@ -370,10 +370,10 @@ mod tests {
         )
     }
 
-    fn failures(rows: &[Row]) -> Vec<(&'static str, String)> {
+    fn failures(rows: &[Row]) -> Vec<(String, String)> {
         rows.iter()
             .filter(|r| r.result == Outcome::Fail)
-            .map(|r| (r.check, r.detail.clone().unwrap()))
+            .map(|r| (r.check.to_string(), r.detail.clone().unwrap()))
             .collect()
     }
 
@@ -431,7 +431,7 @@ mod tests {
         c["Env"] = serde_json::json!(["PATH=/usr/bin:/opt/venv/bin"]);
         image["Size"] = 151_000_000u64.into();
         let fails = failures(&run(&image, Some(PASSWD)));
-        let checks: Vec<&str> = fails.iter().map(|f| f.0).collect();
+        let checks: Vec<&str> = fails.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
             checks,
             [

@@ -2,6 +2,8 @@
 //! containers that remove themselves, and plain HTTP against published ports.
 #![allow(dead_code)]
 
+pub mod copy;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::copy::{Copy, Dev};
-use support::{built, docker, http_get, root, text};
+use support::{built_id, docker, http_get, root, row, text};
 
 /// The images the test builds (its own name), removed when it ends, however it ends.
 struct RemoveImage(String);
@@ -43,27 +43,6 @@ fn add_service(file: &Path, entry: &str) {
         .split_once("\nservices:\n")
         .expect("a top-level services: key");
     std::fs::write(file, format!("{head}\nservices:\n{entry}{tail}")).unwrap();
-}
-
-/// The id of the image that the shared build made for a service.
-fn built_id(service: &str) -> String {
-    built()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["service"] == service)
-        .and_then(|i| i["id"].as_str())
-        .expect("service in the build report")
-        .to_string()
-}
-
-fn row<'a>(report: &'a Value, check: &str, service: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check && r["service"] == service)
-        .unwrap_or_else(|| panic!("no row {check} for {service} in {report:#}"))
 }
 
 /// The containers of a compose project, one line each: `service id`.
@@ -115,26 +94,7 @@ fn a_third_image_is_built_smoked_and_served_by_dev_with_no_code_change() {
     add_service(&copy.path("compose/compose.yml"), &read("compose.yml"));
     add_service(&copy.path("compose/dev.yml"), &read("dev.yml"));
     // Committed, as a developer would: the build labels the image with a clean revision.
-    for args in [
-        &["add", "--all"][..],
-        &[
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@localhost",
-            "commit",
-            "--quiet",
-            "--message",
-            "a third service",
-        ],
-    ] {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(&copy.dir)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "git {args:?}");
-    }
+    copy.commit("a third service");
 
     // build: the new image only; the frontend and backend of the shared build stay as they are
     // (a build in the copy would label them with the copy's revision).

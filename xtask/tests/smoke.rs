@@ -10,19 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{built, docker, root, text, xtask};
-
-/// The id of the image that the shared build made for a service.
-fn built_id(service: &str) -> String {
-    built()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["service"] == service)
-        .and_then(|i| i["id"].as_str())
-        .expect("service in the build report")
-        .to_string()
-}
+use support::{built, built_id, docker, root, row, text, xtask};
 
 /// Runs `smoke --json` with these `SERVICE=REF` images (the rest: the shared build's own).
 fn smoke(images: &[(&str, &str)], extra: &[&str]) -> (Output, Value) {
@@ -47,15 +35,6 @@ fn smoke(images: &[(&str, &str)], extra: &[&str]) -> (Output, Value) {
         )
     });
     (out, report)
-}
-
-fn row<'a>(report: &'a Value, check: &str, service: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check && r["service"] == service)
-        .unwrap_or_else(|| panic!("no row {check} for {service} in {report:#}"))
 }
 
 fn detail(report: &Value, check: &str, service: &str) -> String {

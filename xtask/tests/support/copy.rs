@@ -39,9 +39,22 @@ impl Copy {
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(&from, &to).unwrap();
         }
+        let ok = Command::new("git")
+            .args(["init", "--quiet"])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git init");
+        let copy = Copy { dir };
+        copy.commit("copy");
+        std::fs::write(copy.path(".env"), TEST_ENV).unwrap();
+        copy
+    }
+
+    /// Commits every file of the copy (`.env` is ignored), as a developer would.
+    pub fn commit(&self, message: &str) {
         for args in [
-            &["init", "--quiet"][..],
-            &["add", "--all"],
+            &["add", "--all"][..],
             &[
                 "-c",
                 "user.name=test",
@@ -50,18 +63,16 @@ impl Copy {
                 "commit",
                 "--quiet",
                 "--message",
-                "copy",
+                message,
             ],
         ] {
             let ok = Command::new("git")
                 .args(args)
-                .current_dir(&dir)
+                .current_dir(&self.dir)
                 .status()
                 .unwrap();
             assert!(ok.success(), "git {args:?}");
         }
-        std::fs::write(dir.join(".env"), TEST_ENV).unwrap();
-        Copy { dir }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {

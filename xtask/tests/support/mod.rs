@@ -62,6 +62,28 @@ pub fn built() -> &'static serde_json::Value {
     })
 }
 
+/// The id of the image that the shared build made for a service.
+pub fn built_id(service: &str) -> String {
+    built()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["service"] == service)
+        .and_then(|i| i["id"].as_str())
+        .expect("service in the build report")
+        .to_string()
+}
+
+/// The row of a smoke report (`smoke --json`) for one check of one service.
+pub fn row<'a>(report: &'a serde_json::Value, check: &str, service: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check && r["service"] == service)
+        .unwrap_or_else(|| panic!("no row {check} for {service} in {report:#}"))
+}
+
 /// A valid environment for the backend: what a test deployment would set. Values are made up
 /// for the tests and reach only containers the tests start.
 pub fn backend_env() -> Vec<(&'static str, &'static str)> {

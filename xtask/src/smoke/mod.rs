@@ -1,14 +1,16 @@
 //! `cargo xtask smoke`: the built images proven to work, and proven safe.
 //!
-//! One run starts the production stack from the images (PostgreSQL, backend, frontend on a
-//! bridge network of its own, with a generated test environment), measures it (time to healthy,
-//! health latency, frontend to backend by DNS, database, graceful stop, idle memory), then
+//! One run starts the production stack from the images (PostgreSQL, then every service of
+//! project.toml after the ones it calls, on a bridge network of its own, with a generated test
+//! environment), measures it (time to healthy, health latency, each call of one service to
+//! another by DNS, database, graceful stop, idle memory), then
 //! checks the images themselves (structure against the spec, secrets in every layer, hadolint and
 //! trivy on the Dockerfiles) and reports every check as a row: PASS, FAIL or NOT CHECKED.
 //!
 //! The parts: [`stack`] starts and always removes the containers, [`probe`] measures them,
 //! [`structure`], [`secrets`] and [`lint`] check the images, [`report`] gathers the rows, and
-//! `expect.toml` holds every limit the spec sets.
+//! `expect.toml` holds every limit the spec sets. What is per service (its variables, its calls,
+//! its interpreter, its slow route) is project.toml's: no service is named here.
 
 pub(crate) mod expect;
 mod gate;
@@ -209,14 +211,16 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
     for image in &config.images {
         let mut vars = Vec::new();
         for var in &image.env {
-            let value = values.get(var).with_context(|| {
-                format!(
-                    "project.toml: [[image]] {:?}: env names {var}, which smoke has no test value                      for: it makes {} and the url_vars of every image",
+            let value =
+                values.get(var).with_context(|| {
+                    format!(
+                    "project.toml: [[image]] {:?}: env names {var}, which smoke has no test value \
+                     for: it makes {} and the url_vars of every image",
                     image.service,
                     ["DATABASE_URL", "BETTER_AUTH_SECRET", "OPENAI_API_KEY", "AGENT_MODEL"]
                         .join(", ")
                 )
-            })?;
+                })?;
             vars.push((var.clone(), value.clone()));
         }
         for callee in image.calls.iter().filter_map(|c| config.image(c)) {

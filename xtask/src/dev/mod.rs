@@ -341,6 +341,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         )?;
         out = stack.output(&up)?;
     }
+    stack::note_unanswered(&String::from_utf8_lossy(&out.stderr));
     if interrupt::interrupted() {
         return Err(interrupt::Interrupted.into());
     }
@@ -991,6 +992,9 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     if exited.is_none() {
         let _ = child.kill();
         let _ = child.wait();
+        // What compose said up to its end names the creates it sent and saw no answer to: the
+        // stack's removal waits for those to land.
+        stack::note_unanswered(&reader.join().unwrap_or_default());
     }
     result
 }

@@ -453,8 +453,22 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
     if !status.success() || !left.is_empty() {
         remove(&left);
     }
-    // A `compose up` stopped by Ctrl-C may have left a create request in the engine, which can
-    // land after `down` listed the project: look once more after a moment, and remove what came.
+    // A `compose up` stopped by Ctrl-C may have left create requests in the engine, which land
+    // after `down` listed the project (seconds later on a busy machine): wait for each one
+    // compose's output names, then look once more after a moment for any it did not name.
+    for name in take_unanswered(project) {
+        let begin = std::time::Instant::now();
+        while begin.elapsed() < LATE_CREATE_WAIT {
+            if let Ok(id) = docker(&["container", "inspect", "--format", "{{.Id}}", &name]) {
+                remove(&Leftovers {
+                    containers: vec![id.trim().to_string()],
+                    ..Default::default()
+                });
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let late = remaining()?;
     if !late.is_empty() {
@@ -470,6 +484,50 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
         );
     }
     Ok(())
+}
+
+/// How long the removal of a stack waits for a create request that a stopped `compose up` sent
+/// and saw no answer to. The engine finishes such a request whatever became of its client; on
+/// an idle machine in well under a second, on a loaded one in seconds.
+const LATE_CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The containers of stopped `compose up` runs whose create requests may still be in the engine.
+static UNANSWERED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes the containers that compose's output (`Container NAME  Creating`, then `Created`,
+/// `Starting`, `Error`...) shows as sent to the engine with no answer seen: compose was stopped
+/// while their create requests were in the engine.
+pub fn note_unanswered(compose_stderr: &str) {
+    let mut last: Vec<(String, String)> = Vec::new();
+    for line in compose_stderr.lines() {
+        let mut words = line.split_whitespace();
+        let (Some("Container"), Some(name), Some(state)) =
+            (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        match last.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = state.to_string(),
+            None => last.push((name.to_string(), state.to_string())),
+        }
+    }
+    let mut unanswered = UNANSWERED.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, state) in last {
+        if state == "Creating" && !unanswered.contains(&name) {
+            unanswered.push(name);
+        }
+    }
+}
+
+/// The unanswered creates noted for `project` (compose names its containers `PROJECT-...`),
+/// forgotten as they are handed out.
+fn take_unanswered(project: &str) -> Vec<String> {
+    let prefix = format!("{project}-");
+    let mut unanswered = UNANSWERED.lock().unwrap_or_else(|e| e.into_inner());
+    let (ours, others): (Vec<String>, Vec<String>) =
+        unanswered.drain(..).partition(|n| n.starts_with(&prefix));
+    *unanswered = others;
+    ours
 }
 
 /// The container a failed `compose up` names in an engine's "Conflict. The container name
@@ -711,6 +769,17 @@ mod tests {
                 image.port
             );
         }
+    }
+
+    #[test]
+    fn creates_compose_sent_without_an_answer_are_noted_per_project() {
+        note_unanswered(
+            " Network p_net  Created\n Container p-db-1  Creating\n Container p-db-1  Created\n \
+             Container p-backend-1  Creating\n Container q-frontend-1  Creating\n",
+        );
+        assert_eq!(take_unanswered("p"), vec!["p-backend-1".to_string()]);
+        assert_eq!(take_unanswered("p"), Vec::<String>::new());
+        assert_eq!(take_unanswered("q"), vec!["q-frontend-1".to_string()]);
     }
 
     #[test]

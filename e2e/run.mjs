@@ -36,9 +36,16 @@ export const images = {
   database: process.env.E2E_DATABASE_IMAGE,
 };
 
+// Every docker call runs in a process group of its own (`detached`), so that a terminal's
+// Ctrl-C, which reaches this run's whole group, never cuts one off in the middle of a request:
+// a `docker run` or `network create` killed there may still have made its container or network
+// in the engine, unseen by the run that then removes its stack. The calls are short; the run
+// itself decides what happens on Ctrl-C, and waits for them.
+const OWN_GROUP = { detached: true };
+
 export async function docker(...args) {
   try {
-    const { stdout } = await execFile("docker", args, { maxBuffer: 16 << 20 });
+    const { stdout } = await execFile("docker", args, { maxBuffer: 16 << 20, ...OWN_GROUP });
     return stdout.trim();
   } catch (error) {
     throw new Error(`docker ${args.slice(0, 3).join(" ")} … failed: ${(error.stderr || error.message).trim()}`);
@@ -49,7 +56,7 @@ export async function docker(...args) {
 // arguments, so they show in no process list.
 function dockerRunWith(env, ...args) {
   const names = Object.keys(env).flatMap((name) => ["-e", name]);
-  return execFile("docker", ["run", "-d", ...names, ...args], { env: { ...process.env, ...env } }).then(
+  return execFile("docker", ["run", "-d", ...names, ...args], { env: { ...process.env, ...env }, ...OWN_GROUP }).then(
     ({ stdout }) => stdout.trim(),
     (error) => {
       throw new Error(`docker run ${args.at(-1)} failed: ${(error.stderr || error.message).trim()}`);
@@ -109,8 +116,14 @@ export class Stack {
 
   async start() {
     if (this.stopped) throw new Error("stopped");
-    await docker("network", "create", ...this.labels, this.network);
-    this.networkCreated = true;
+    const created = docker("network", "create", ...this.labels, this.network);
+    this.inflight.add(created);
+    try {
+      await created;
+      this.networkCreated = true;
+    } finally {
+      this.inflight.delete(created);
+    }
     const password = randomBytes(12).toString("hex");
     const secret = randomBytes(24).toString("hex");
     const databaseUrl = `postgresql://todo:${password}@db:5432/todo`;
@@ -201,17 +214,24 @@ export class Stack {
     }
   }
 
+  // Removes the stack: everything that carries this run's label, found by the label rather than
+  // only from the ids the run kept, so that a call cut off before it answered leaves nothing.
   async remove() {
     this.stopped = true;
     await Promise.allSettled([...this.inflight]);
-    if (this.containers.length > 0) {
-      await docker("rm", "-f", "-v", ...this.containers).catch((e) => console.error(`e2e: ${e.message}`));
+    const label = `label=todo-chatbot.run=${this.run}`;
+    const report = (e) => console.error(`e2e: ${e.message}`);
+    const containers = await docker("ps", "-aq", "--no-trunc", "--filter", label).catch((e) => (report(e), ""));
+    const ids = [...new Set([...this.containers, ...containers.split("\n").filter(Boolean)])];
+    if (ids.length > 0) {
+      await docker("rm", "-f", "-v", ...ids).catch(report);
       this.containers = [];
     }
-    if (this.networkCreated) {
-      await docker("network", "rm", this.network).catch((e) => console.error(`e2e: ${e.message}`));
-      this.networkCreated = false;
+    const networks = await docker("network", "ls", "-q", "--filter", label).catch((e) => (report(e), ""));
+    for (const id of networks.split("\n").filter(Boolean)) {
+      await docker("network", "rm", id).catch(report);
     }
+    this.networkCreated = false;
   }
 }
 
@@ -243,6 +263,8 @@ async function main() {
 
   let failed = false;
   try {
+    // On stderr, like `smoke run <id>`: what a caller looks for by the run's label afterwards.
+    console.error(`e2e run ${stack.run}`);
     console.log(`e2e: starting ${images.frontend}, ${images.backend}, ${images.database} on network ${stack.network}`);
     const started = Date.now();
     await stack.start();

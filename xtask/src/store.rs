@@ -68,8 +68,12 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     if let Some(size) = known.get(id) {
         return Ok(*size);
     }
+    use std::os::unix::process::CommandExt;
+    // In a process group of its own, so that a terminal's Ctrl-C does not cut off a count that
+    // a release, past the push of its tags, needs to finish (see `release::push_all`).
     let mut save = std::process::Command::new("docker")
         .args(["save", id])
+        .process_group(0)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -8,7 +8,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::config::{self, Config};
-use crate::{bases, build, engine};
+use crate::{bases, build, engine, interrupt};
 
 /// Where the backend's test virtual environment lives; rebuilt when its requirements change.
 const VENV: &str = "target/venvs/backend";
@@ -31,6 +31,9 @@ pub struct TestCmd {
 
 impl TestCmd {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        // A terminal's Ctrl-C reaches every child too: each stops on its own (the end-to-end
+        // run removes its stack), and this run then exits 130 instead of reporting them failed.
+        interrupt::install();
         let mut failed = Vec::new();
         if !self.python_only && !self.e2e_only {
             let version = engine::ensure(sh)?;
@@ -62,9 +65,16 @@ impl TestCmd {
         }
         if !self.rust_only && !self.python_only {
             if let Err(err) = e2e(sh) {
-                eprintln!("error: end-to-end test: {err:#}");
+                if interrupt::interrupted() {
+                    eprintln!("end-to-end test stopped by Ctrl-C: {err:#}");
+                } else {
+                    eprintln!("error: end-to-end test: {err:#}");
+                }
                 failed.push("end-to-end test (e2e/run.mjs)");
             }
+        }
+        if interrupt::interrupted() {
+            return Err(interrupt::Interrupted.into());
         }
         if !failed.is_empty() {
             anyhow::bail!("failed: {}", failed.join(", "));

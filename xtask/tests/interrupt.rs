@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{assert_stopped_by_ctrl_c, docker, interrupt_after, moments, root};
+use support::{assert_stopped_by_ctrl_c, interrupt_after, left_behind, moments, root, run_id};
 
 #[test]
 fn ctrl_c_to_the_process_group_stops_a_build_with_130_and_tags_nothing() {
@@ -55,22 +55,36 @@ fn ctrl_c_to_the_process_group_stops_smoke_with_130_and_leaves_nothing() {
         assert_stopped_by_ctrl_c("smoke", seed, delay, code, &stderr);
         // The run's own label, so that smoke runs of other checkouts on this engine do not
         // count; a run stopped before it printed its id had started nothing.
-        let Some(run) = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("smoke run "))
-            .and_then(|l| l.split_whitespace().next())
-        else {
+        let Some(run) = run_id(&stderr, "smoke run ") else {
             continue;
         };
-        let filter = format!("label=todo-chatbot.smoke.run={run}");
-        let left = (
-            docker(&["ps", "--all", "--quiet", "--filter", &filter]),
-            docker(&["network", "ls", "--quiet", "--filter", &filter]),
-            docker(&["volume", "ls", "--quiet", "--filter", &filter]),
-        );
+        let left = left_behind(&format!("todo-chatbot.smoke.run={run}"));
         assert_eq!(
-            left,
-            (String::new(), String::new(), String::new()),
+            left, "",
+            "seed {seed}, Ctrl-C at {delay:?} left containers, networks or volumes:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_to_the_process_group_stops_the_e2e_run_with_130_and_leaves_nothing() {
+    support::built();
+    // One run takes about 20 s here (a no-op build, the stack healthy in about 5 s, the browser
+    // scenario in about 10 s): the moments fall from the build to the last scenario step.
+    let (seed, at) = moments(10, Duration::from_secs(18));
+    for delay in at {
+        let (sent, code, stderr) = interrupt_after(&root(), &["test", "--e2e-only"], delay);
+        if !sent {
+            continue;
+        }
+        assert_stopped_by_ctrl_c("e2e", seed, delay, code, &stderr);
+        // A run stopped before it printed its id had started no stack.
+        let Some(run) = run_id(&stderr, "e2e run ") else {
+            continue;
+        };
+        let left = left_behind(&format!("todo-chatbot.run={run}"));
+        assert_eq!(
+            left, "",
             "seed {seed}, Ctrl-C at {delay:?} left containers, networks or volumes:\n{stderr}"
         );
     }

@@ -1229,3 +1229,109 @@ fn a_release_promotes_the_images_ci_pushed_and_builds_when_they_do_not_match() {
         assert_eq!(sha, ci_digest, "{service}");
     }
 }
+
+/// Ctrl-C as a terminal sends it (SIGINT to the whole process group), at a random moment of a
+/// release, then twice at a random moment of its pushes: exit 130 every time, no smoke container
+/// or network left, and never a half-published release. The version and `latest` name this
+/// release's images for both services or for neither; a release whose tags are in the registry
+/// is complete (recorded and tagged in git), one whose tags are not left no record and no tag.
+/// Each run releases a new version of one project copy on one registry, so its pushes are real
+/// ones and its build, after the first, comes from the cache.
+#[test]
+fn ctrl_c_to_the_process_group_stops_a_release_with_130_and_never_half_published() {
+    let _one = FULL_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
+    let registry = Registry::start(false);
+    let prefix = registry.prefix();
+    let hooks = TempDir::new("ctrl-c");
+    // The first moment falls in the build, the smoke checks or the SBOMs (a release takes about
+    // a minute to its first push here); the others within two seconds of a push's end, when
+    // each of the six pushes takes about a second (the layers are in the registry already).
+    let (seed, whole) = support::moments(1, Duration::from_secs(50));
+    let (_, pushes) = support::moments(2, Duration::from_secs(2));
+    let runs = [(None, whole[0])]
+        .into_iter()
+        .chain(pushes.iter().enumerate().map(|(i, d)| {
+            let after = 1 + (seed as usize / 7 + i * 2) % 5;
+            (Some(after), *d)
+        }));
+    let project = Project::new();
+    let mut tags = project.tags();
+    for (i, (after, delay)) in runs.enumerate() {
+        let version = format!("v1.0.{}", i + 1);
+        let pause = hooks.0.join(format!("paused-{i}"));
+        let hook = after.map(|n| format!("{n}:{}", pause.display()));
+        let env: Vec<(&str, &str)> = hook
+            .iter()
+            .map(|h| ("TODO_RELEASE_PAUSE", h.as_str()))
+            .collect();
+        let command = project.command(&[&version, "--progress", "quiet"], Some(&prefix), &env);
+        let moment = |child: &mut Child| {
+            if after.is_some() {
+                let start = Instant::now();
+                while !pause.exists() {
+                    if child.try_wait().unwrap().is_some() {
+                        return;
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(900),
+                        "no push in 15 min"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::fs::remove_file(&pause).unwrap();
+            }
+            std::thread::sleep(delay);
+        };
+        let (sent, code, stderr) = support::interrupt_when(command, moment);
+        let when = format!("seed {seed}, Ctrl-C {delay:?} after push {after:?}");
+        assert!(sent, "{when}: the release ended first:\n{stderr}");
+        support::assert_stopped_by_ctrl_c("release", seed, delay, code, &stderr);
+        if let Some(run) = support::run_id(&stderr, "smoke run ") {
+            let left = support::left_behind(&format!("todo-chatbot.smoke.run={run}"));
+            assert_eq!(left, "", "{when}: the smoke run left:\n{stderr}");
+        }
+        // What the registry holds, read over its API: each service's version tag, and the
+        // version that each service's `latest` names.
+        let services = ["frontend", "backend"];
+        let published = services.map(|s| {
+            registry
+                .manifest(&format!("todo/todo-{s}"), &version)
+                .is_some()
+        });
+        let latest = services.map(|s| {
+            let name = format!("todo/todo-{s}");
+            registry.manifest(&name, "latest").map(|(_, manifest)| {
+                registry.config(&name, &manifest)["config"]["Labels"]
+                    ["org.opencontainers.image.version"]
+                    .clone()
+            })
+        });
+        assert_eq!(
+            published[0], published[1],
+            "{when}: {version} is in the registry for one image only:\n{stderr}"
+        );
+        assert_eq!(
+            latest[0], latest[1],
+            "{when}: `latest` names two releases:\n{stderr}"
+        );
+        let record = project.path(&format!("target/releases/{version}.json"));
+        if published[0] {
+            let number = serde_json::json!(version.trim_start_matches('v'));
+            assert_eq!(latest[0], Some(number), "{when}: `latest` was not moved");
+            tags.push(version.clone());
+            assert_eq!(
+                project.tags(),
+                tags,
+                "{when}: published but not tagged:\n{stderr}"
+            );
+            assert!(record.is_file(), "{when}: published but not recorded");
+        } else {
+            assert_eq!(
+                project.tags(),
+                tags,
+                "{when}: a git tag without the release:\n{stderr}"
+            );
+            assert!(!record.exists(), "{when}: a record without the release");
+        }
+    }
+}

@@ -375,7 +375,7 @@ fn push_images(
         let id = image.id.clone().context("a built image without an id")?;
         let reference = format!("{}:sha-{}", registry.repository(&image.image), git.short());
         registry::tag(&id, &reference)?;
-        let digest = registry::push(&reference).with_context(|| {
+        let digest = registry::push(&reference, registry::OnCtrlC::Stop).with_context(|| {
             format!(
                 "the push of {reference} failed (the images are built; run the same command \
                  again to push them)"

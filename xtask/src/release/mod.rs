@@ -259,7 +259,7 @@ impl ReleaseCmd {
                     Ok(id) => id,
                     Err(_) => {
                         eprintln!("pulling {pinned}, pushed earlier as {tag}, to reuse it");
-                        registry::pull(&pinned)?
+                        registry::pull(&pinned, registry::OnCtrlC::Stop)?
                     }
                 };
                 eprintln!(
@@ -415,6 +415,13 @@ impl ReleaseCmd {
                     None => ", no git tag (--no-git-tag)".into(),
                 }
             );
+        }
+        if interrupt::interrupted() {
+            eprintln!(
+                "Ctrl-C came after the release's tags were on their way to the registry: the \
+                 release was completed rather than left half-published"
+            );
+            return Err(interrupt::Interrupted.into());
         }
         Ok(())
     }
@@ -735,25 +742,38 @@ fn push_all(
 ) -> Result<BTreeMap<String, String>> {
     let mut confirmed: Vec<(&Push, String)> = Vec::new();
     let mut pushed = 0;
+    // The release's own tags (the version, then `latest`) are published as one: once the first
+    // of them is in the registry or on its way, Ctrl-C no longer stops the pushes, so that the
+    // registry never holds the version for one image and not for the other. They come after the
+    // revision's `sha-` tags, which carry the layers, so what is left then is manifests only: a
+    // moment. A `sha-` push is stopped by Ctrl-C; a later run reuses what it stored.
+    let mut publishing = false;
     for (push, done) in plan::pending(plan, sources, remote) {
         let candidate = images
             .get_mut(&push.service)
             .context("a pushed service has no image")?;
+        let release_tag = push.tag != plan.sha_tag;
         if done {
             let digest = candidate.expected.clone().unwrap_or_default();
             eprintln!("already in the registry: {} ({digest})", push.reference);
             confirmed.push((push, digest));
+            publishing |= release_tag;
             continue;
         }
-        if interrupt::interrupted() {
+        if interrupt::interrupted() && !publishing {
             report_stop(plan, &confirmed, push, "interrupted");
             return Err(interrupt::Interrupted.into());
         }
+        publishing |= release_tag;
+        let on_ctrl_c = match publishing {
+            true => registry::OnCtrlC::Finish,
+            false => registry::OnCtrlC::Stop,
+        };
         eprintln!("pushing {}", push.reference);
         let started = std::time::Instant::now();
-        let digest = match registry::push(&push.reference) {
+        let digest = match registry::push(&push.reference, on_ctrl_c) {
             Ok(digest) => digest,
-            Err(_) if interrupt::interrupted() => {
+            Err(_) if interrupt::interrupted() && !publishing => {
                 report_stop(plan, &confirmed, push, "interrupted");
                 return Err(interrupt::Interrupted.into());
             }
@@ -984,7 +1004,8 @@ fn verify(
     // One image comes back by digest through the engine, as a deployment would fetch it. The
     // smaller one is enough: the read path is the same for both.
     if let Some(smallest) = records.iter().min_by_key(|r| r.pushed_bytes) {
-        match registry::pull(&smallest.pinned) {
+        // The release's tags are in the registry by now: Ctrl-C lets the release finish.
+        match registry::pull(&smallest.pinned, registry::OnCtrlC::Finish) {
             Ok(id) if id == smallest.id => {
                 eprintln!("pulled {} back: image {}", smallest.pinned, short_id(&id))
             }

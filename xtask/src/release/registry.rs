@@ -90,10 +90,29 @@ struct Output {
     stderr: String,
 }
 
-/// Runs `docker ARGS`, killing it after `timeout`; stdin is closed so nothing can prompt.
+/// Whether a docker call ends when Ctrl-C is pressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCtrlC {
+    /// It is killed (an upload the release may drop).
+    Stop,
+    /// It runs to its end (a question, or a push that must not be cut off halfway).
+    Finish,
+}
+
+/// Runs `docker ARGS`, killing it after `timeout` (or on Ctrl-C with [`OnCtrlC::Stop`]); stdin
+/// is closed so nothing can prompt. Each call runs in a process group of its own, so a
+/// terminal's Ctrl-C, which reaches the whole foreground group, never kills it halfway: the
+/// release decides what stops, and a push it lets finish is not cut off after the registry
+/// stored it but before we knew.
 fn docker(args: &[&str], timeout: Duration) -> Result<Output> {
+    docker_until(args, timeout, OnCtrlC::Finish)
+}
+
+fn docker_until(args: &[&str], timeout: Duration, on_ctrl_c: OnCtrlC) -> Result<Output> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("docker")
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -117,7 +136,8 @@ fn docker(args: &[&str], timeout: Duration) -> Result<Output> {
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
-        if start.elapsed() > timeout {
+        let stopped = on_ctrl_c == OnCtrlC::Stop && crate::interrupt::interrupted();
+        if start.elapsed() > timeout || stopped {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -127,11 +147,14 @@ fn docker(args: &[&str], timeout: Duration) -> Result<Output> {
     let stdout = stdout.join().unwrap_or_default();
     let mut stderr = stderr.join().unwrap_or_default();
     if status.is_none() {
-        stderr.push_str(&format!(
-            "\ndocker {} did not answer within {} s",
-            args.first().unwrap_or(&""),
-            timeout.as_secs()
-        ));
+        let program = args.first().unwrap_or(&"");
+        stderr.push_str(&match start.elapsed() > timeout {
+            true => format!(
+                "\ndocker {program} did not answer within {} s",
+                timeout.as_secs()
+            ),
+            false => format!("\ndocker {program} was stopped by Ctrl-C"),
+        });
     }
     Ok(Output {
         ok: status.is_some_and(|s| s.success()),
@@ -188,8 +211,8 @@ pub fn raw_manifest(reference: &str) -> Result<serde_json::Value> {
 }
 
 /// Pushes one local reference and returns the digest the registry stored it under.
-pub fn push(reference: &str) -> Result<String> {
-    let out = docker(&["push", reference], PUSH_TIMEOUT)?;
+pub fn push(reference: &str, on_ctrl_c: OnCtrlC) -> Result<String> {
+    let out = docker_until(&["push", reference], PUSH_TIMEOUT, on_ctrl_c)?;
     if !out.ok {
         let detail = out
             .stderr
@@ -215,8 +238,8 @@ pub fn pushed_digest(stdout: &str) -> Option<String> {
 }
 
 /// Pulls `repository@digest` and returns the image id it resolves to.
-pub fn pull(pinned: &str) -> Result<String> {
-    let out = docker(&["pull", "--quiet", pinned], PUSH_TIMEOUT)?;
+pub fn pull(pinned: &str, on_ctrl_c: OnCtrlC) -> Result<String> {
+    let out = docker_until(&["pull", "--quiet", pinned], PUSH_TIMEOUT, on_ctrl_c)?;
     if !out.ok {
         bail!("cannot pull {pinned}: {}", out.stderr.trim());
     }

@@ -111,11 +111,15 @@ pub fn ensure_cosign(sh: &Shell) -> Result<()> {
 
 /// A cosign command with the key's password in its environment and nothing of it elsewhere.
 fn cosign(key: &Key) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut command = Command::new("cosign");
     command
         .env("COSIGN_PASSWORD", &key.password)
         .env("COSIGN_YES", "true")
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        // Signing follows the push of the release's tags, which a Ctrl-C no longer stops (see
+        // `push_all`): in a process group of its own, cosign does not get the terminal's SIGINT.
+        .process_group(0);
     command
 }
 

@@ -201,10 +201,21 @@ pub fn interrupt_after(
     args: &[&str],
     delay: Duration,
 ) -> (bool, Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args).current_dir(dir);
+    interrupt_when(command, |_| std::thread::sleep(delay))
+}
+
+/// Runs `command` (the xtask, set up by the caller) in a process group of its own and, once
+/// `moment` returns, sends SIGINT to that whole group, as a terminal's Ctrl-C does; `moment`
+/// waits (for a time, or for a sign of the phase to interrupt) and may look at the child. Returns
+/// what [`interrupt_after`] returns.
+pub fn interrupt_when(
+    mut command: Command,
+    moment: impl FnOnce(&mut std::process::Child),
+) -> (bool, Option<i32>, String) {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(dir)
+    let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -217,7 +228,7 @@ pub fn interrupt_after(
         let _ = stderr.read_to_string(&mut all);
         all
     });
-    std::thread::sleep(delay);
+    moment(&mut child);
     let group = format!("-{}", child.id());
     let ended_before = child.try_wait().unwrap().is_some();
     if !ended_before {
@@ -233,7 +244,7 @@ pub fn interrupt_after(
         }
         if Instant::now() > deadline {
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            panic!("{args:?} did not stop within 180 s of Ctrl-C at {delay:?}");
+            panic!("{command:?} did not stop within 180 s of Ctrl-C");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -276,4 +287,34 @@ pub fn assert_stopped_by_ctrl_c(
         !stderr.contains("error:"),
         "{what}, seed {seed}, at {delay:?}:\n{stderr}"
     );
+}
+
+/// The containers, networks and volumes that carry a label (`KEY=VALUE`), one line each; empty
+/// when a run left nothing behind.
+pub fn left_behind(label: &str) -> String {
+    let filter = format!("label={label}");
+    [
+        &["ps", "--all", "--quiet", "--filter", &filter][..],
+        &["network", "ls", "--quiet", "--filter", &filter][..],
+        &["volume", "ls", "--quiet", "--filter", &filter][..],
+    ]
+    .iter()
+    .zip(["container", "network", "volume"])
+    .flat_map(|(args, kind)| {
+        docker(args)
+            .lines()
+            .map(|id| format!("{kind} {id}\n"))
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+/// The id a run printed on stderr as `PREFIX<id>` (`smoke run <id> ...`, `e2e run <id>`): what
+/// its containers and networks are labelled with. None when it stopped before saying it, and so
+/// before it started any.
+pub fn run_id<'a>(stderr: &'a str, prefix: &str) -> Option<&'a str> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|l| l.split_whitespace().next())
 }

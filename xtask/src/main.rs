@@ -17,6 +17,7 @@ mod history;
 mod interrupt;
 mod mirror;
 mod plan;
+mod platform;
 mod release;
 mod sbom;
 /// The second engine of the tests, also the fresh runner of `bench --fresh-runner`: one file, so

@@ -42,6 +42,9 @@ pub struct ImagePlan {
     pub budget_bytes: u64,
     pub log_file: PathBuf,
     pub metadata_file: PathBuf,
+    /// The platforms of a multi-platform build; empty for the host's alone (no `--platform`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<crate::platform::Platform>,
 }
 
 /// What the plan depends on besides the project file and git.
@@ -66,6 +69,8 @@ pub struct PlanInputs<'a> {
     /// Context folder -> the revision that last changed it (`GitInfo::context_revision`); an
     /// image whose context is missing here gets the revision of HEAD.
     pub context_revisions: BTreeMap<PathBuf, String>,
+    /// The platforms of a multi-platform build; empty for the host's alone.
+    pub platforms: Vec<crate::platform::Platform>,
 }
 
 impl<'a> PlanInputs<'a> {
@@ -90,6 +95,7 @@ impl<'a> PlanInputs<'a> {
             remote: Default::default(),
             out_dir: out_dir.into(),
             context_revisions: BTreeMap::new(),
+            platforms: vec![],
         }
     }
 
@@ -201,6 +207,7 @@ pub fn build_plan(config: &Config, images: &[&Image], inputs: &PlanInputs) -> Bu
                 metadata_file: inputs
                     .out_dir
                     .join(format!("{}.metadata.json", image.service)),
+                platforms: inputs.platforms.clone(),
             }
         })
         .collect();
@@ -275,6 +282,10 @@ impl ImagePlan {
         if let Some(builder) = &self.builder {
             args.push(format!("--builder={builder}"));
         }
+        if !self.platforms.is_empty() {
+            let list: Vec<&str> = self.platforms.iter().map(|p| p.docker()).collect();
+            args.push(format!("--platform={}", list.join(",")));
+        }
         if let Some(cache) = &self.cache_from {
             args.push(format!("--cache-from=type=registry,ref={cache}"));
         }
@@ -332,6 +343,7 @@ mod tests {
             remote: Default::default(),
             out_dir: "target/xtask/build".into(),
             context_revisions: BTreeMap::new(),
+            platforms: vec![],
         };
         let images: Vec<&Image> = config.images.iter().collect();
         build_plan(&config, &images, &inputs)

@@ -93,6 +93,122 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     Ok(size)
 }
 
+/// One platform's image in a multi-platform image (an index) on the containerd store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PlatformImage {
+    /// `linux/arm64`.
+    pub platform: String,
+    /// The digest of the platform's manifest, as a registry will store it.
+    pub manifest: String,
+    /// The bytes of the files in its layers (what a budget is measured against).
+    pub size_bytes: u64,
+}
+
+/// Each platform's manifest digest and size in a multi-platform image, read from one `docker
+/// save` of it (an OCI layout: the index, then each platform's manifest and layers). Attestation
+/// manifests (platform `unknown/unknown`) are left out.
+pub fn platform_images(id: &str) -> Result<Vec<PlatformImage>> {
+    let mut save = std::process::Command::new("docker")
+        .args(["save", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run docker save")?;
+    let read = read_layout(save.stdout.take().expect("piped"));
+    let status = save.wait()?;
+    let (json, layers) = read.with_context(|| format!("cannot read the layers of {id}"))?;
+    if !status.success() {
+        bail!("docker save {id} failed ({status})");
+    }
+    let blob = |digest: &str| -> Result<serde_json::Value> {
+        let text = json
+            .get(digest.trim_start_matches("sha256:"))
+            .with_context(|| format!("docker save of {id} holds no {digest}"))?;
+        Ok(serde_json::from_str(text)?)
+    };
+    let index: serde_json::Value = serde_json::from_str(
+        json.get("index.json")
+            .with_context(|| format!("docker save of {id} holds no index.json"))?,
+    )?;
+    // index.json names the image's own index (or one manifest, for a single platform).
+    let mut manifests: Vec<serde_json::Value> = Vec::new();
+    for top in index["manifests"].as_array().into_iter().flatten() {
+        let digest = top["digest"].as_str().unwrap_or_default();
+        let inner = blob(digest)?;
+        match inner["manifests"].as_array() {
+            Some(list) => manifests.extend(list.iter().cloned()),
+            None => manifests.push(top.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    for m in manifests {
+        let os = m["platform"]["os"].as_str().unwrap_or("unknown");
+        let arch = m["platform"]["architecture"].as_str().unwrap_or("unknown");
+        if os == "unknown" || arch == "unknown" {
+            continue;
+        }
+        let digest = m["digest"].as_str().unwrap_or_default().to_string();
+        let manifest = blob(&digest)?;
+        let size_bytes = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                let d = l["digest"].as_str().unwrap_or_default();
+                layers.get(d.trim_start_matches("sha256:")).copied()
+            })
+            .sum::<Option<u64>>()
+            .with_context(|| format!("docker save of {id} lacks a layer of {os}/{arch}"))?;
+        out.push(PlatformImage {
+            platform: format!("{os}/{arch}"),
+            manifest: digest,
+            size_bytes,
+        });
+    }
+    out.sort_by(|a, b| a.platform.cmp(&b.platform));
+    Ok(out)
+}
+
+/// The small JSON files of a `docker save` archive (by blob digest, and `index.json`) and the
+/// bytes of the files in each layer blob.
+type Layout = (BTreeMap<String, String>, BTreeMap<String, u64>);
+
+fn read_layout(reader: impl Read) -> Result<Layout> {
+    let mut outer = tar::Archive::new(reader);
+    let (mut json, mut layers) = (BTreeMap::new(), BTreeMap::new());
+    for entry in outer.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or_default().to_string();
+        let mut head = Vec::with_capacity(512);
+        (&mut entry).take(512).read_to_end(&mut head)?;
+        if head.first() == Some(&b'{') {
+            entry.read_to_end(&mut head)?;
+            json.insert(name, String::from_utf8_lossy(&head).into_owned());
+            continue;
+        }
+        if !path.starts_with("blobs/") {
+            continue;
+        }
+        let mut layer = tar::Archive::new(decode(head, &mut entry)?);
+        let mut total = 0;
+        for file in layer.entries()? {
+            let file = file?;
+            if matches!(
+                file.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                total += file.size();
+            }
+        }
+        layers.insert(name, total);
+    }
+    Ok((json, layers))
+}
+
 /// The bytes of the regular files in every layer of a `docker save` archive.
 fn saved_file_bytes(reader: impl Read) -> Result<u64> {
     let mut outer = tar::Archive::new(reader);

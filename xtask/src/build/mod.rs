@@ -24,6 +24,7 @@ use crate::config::{BaseMode, Config};
 use crate::git::GitInfo;
 use crate::interrupt;
 use crate::plan::{self, BuildPlan, ImagePlan};
+use crate::platform::Platform;
 pub use report::{BuildReport, ImageResult, HISTORY};
 use stream::{BuildStream, Update};
 
@@ -89,6 +90,39 @@ pub struct BuildCmd {
     /// CI job does); only a clean commit's images are pushed.
     #[arg(long)]
     push: bool,
+    /// The platforms to build each image for, comma-separated (`linux/amd64,linux/arm64`;
+    /// default: project.toml's `build.platforms`, else this host's alone). More than the host's
+    /// needs the engine's containerd image store.
+    #[arg(long, value_name = "LIST")]
+    platform: Option<String>,
+}
+
+/// The platforms of a build: the flag, else project.toml's `build.platforms`, else the host's.
+pub fn platforms(flag: Option<&str>, config: &Config) -> Result<Vec<Platform>> {
+    match (flag, &config.build.platforms) {
+        (Some(list), _) => Platform::parse_list(list),
+        (None, Some(list)) => Platform::parse_list(&list.join(",")),
+        (None, None) => Ok(vec![Platform::host()]),
+    }
+}
+
+/// Refuses a build for other platforms than the host's on the classic image store, which
+/// holds one platform per image.
+pub fn check_store(platforms: &[Platform]) -> Result<()> {
+    if platforms == [Platform::host()] || crate::store::store() == crate::store::Store::Containerd {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "building for {} needs the engine's containerd image store, and this engine uses the \
+         classic one: set {{\"features\": {{\"containerd-snapshotter\": true}}}} in its \
+         daemon.json and restart it, or build for {} alone. Nothing was built",
+        platforms
+            .iter()
+            .map(|p| p.docker())
+            .collect::<Vec<_>>()
+            .join(","),
+        Platform::host().docker()
+    )
 }
 
 /// The requested base mode: the flag, else TODO_BASES, else the project file.
@@ -113,6 +147,8 @@ impl BuildCmd {
             .clone()
             .unwrap_or_else(|| config.project.version.clone());
         let mode = base_mode(self.bases, config)?;
+        let platforms = platforms(self.platform.as_deref(), config)?;
+        let multi = platforms != [Platform::host()];
         let remote = remote::Remote::resolve(
             self.cache_from.clone(),
             self.cache_to.clone(),
@@ -135,6 +171,7 @@ impl BuildCmd {
                 remote::follow_builder(builder);
             }
             crate::engine::ensure(sh)?;
+            check_store(&platforms)?;
             if let (Some(builder), Some(_)) = (&builder, &remote.cache_to) {
                 remote::check_export(builder, crate::store::store())?;
             }
@@ -159,6 +196,8 @@ impl BuildCmd {
                 args: bases::base_args(&images, mode, &hash),
                 ..Default::default()
             }
+        } else if multi {
+            bases::resolve_platforms(sh, config, &images, mode, &platforms)?
         } else {
             bases::resolve(sh, config, &images, mode)?
         };
@@ -167,6 +206,9 @@ impl BuildCmd {
             .with_build_seed(sh)?;
         inputs.no_cache = self.no_cache;
         inputs.remote = remote.clone();
+        if multi {
+            inputs.platforms = platforms.clone();
+        }
         let plan = plan::build_plan(config, &images, &inputs);
         if self.print {
             let commands: Vec<Vec<String>> = plan
@@ -381,8 +423,48 @@ fn push_images(
                  again to push them)"
             )
         })?;
+        if !image.platforms.is_empty() {
+            verify_platforms(&reference, &digest, &image.platforms)?;
+        }
         eprintln!("pushed {reference} {digest}");
         image.pushed = Some(format!("{reference}@{digest}"));
+    }
+    Ok(())
+}
+
+/// Reads a pushed image index back from the registry and checks that it lists each platform
+/// with the manifest digest the build made.
+fn verify_platforms(
+    reference: &str,
+    digest: &str,
+    platforms: &[crate::store::PlatformImage],
+) -> Result<()> {
+    let repository = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+    let index = crate::release::registry::raw_manifest(&format!("{repository}@{digest}"))?;
+    let listed: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or("?"),
+                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                ),
+                m["digest"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for p in platforms {
+        if !listed.contains(&(p.platform.clone(), p.manifest.clone())) {
+            anyhow::bail!(
+                "the registry's index {reference}@{digest} does not list {} as {} (it lists {:?})",
+                p.platform,
+                p.manifest,
+                listed
+            );
+        }
     }
     Ok(())
 }
@@ -621,6 +703,7 @@ fn image_result(
 ) -> ImageResult {
     let (steps, cached_steps) = stream.counts();
     let mut result = ImageResult {
+        platforms: vec![],
         service: image.service.clone(),
         image: image.image.clone(),
         tags: image.tags.clone(),
@@ -664,6 +747,9 @@ fn image_result(
                     return result;
                 }
             };
+            if !image.platforms.is_empty() {
+                return platform_results(result, image, id);
+            }
             result.id = Some(id);
             result.size_bytes = Some(size);
             if size > image.budget_bytes {
@@ -693,6 +779,44 @@ fn image_result(
                 }
             ))
         }
+    }
+    result
+}
+
+/// The result of a multi-platform image: each platform's manifest and size, each measured
+/// against the budget alone; the image's size is its biggest platform's.
+fn platform_results(mut result: ImageResult, image: &ImagePlan, id: String) -> ImageResult {
+    let found = match crate::store::platform_images(&id) {
+        Ok(found) => found,
+        Err(err) => {
+            result.error = Some(format!("cannot measure the platforms' sizes: {err:#}"));
+            return result;
+        }
+    };
+    let missing: Vec<&str> = image
+        .platforms
+        .iter()
+        .map(|p| p.docker())
+        .filter(|p| !found.iter().any(|f| f.platform == *p))
+        .collect();
+    let over: Vec<String> = found
+        .iter()
+        .filter(|f| f.size_bytes > image.budget_bytes)
+        .map(|f| format!("{} is {} MB", f.platform, report::mb(f.size_bytes)))
+        .collect();
+    result.id = Some(id);
+    result.size_bytes = found.iter().map(|f| f.size_bytes).max();
+    result.platforms = found;
+    if !missing.is_empty() {
+        result.error = Some(format!("the image holds no {}", missing.join(", ")));
+    } else if !over.is_empty() {
+        result.error = Some(format!(
+            "{}, over the budget of {} MB",
+            over.join(", "),
+            report::mb(image.budget_bytes)
+        ));
+    } else {
+        result.ok = true;
     }
     result
 }

@@ -70,6 +70,9 @@ pub struct ImageResult {
     /// The image's history: one entry per instruction, with the size of the layer it made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerRecord>,
+    /// Each platform's manifest and size, for a build of several platforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<crate::store::PlatformImage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -259,6 +262,7 @@ mod tests {
             step_list: vec![],
             inputs: None,
             layers: vec![],
+            platforms: vec![],
         }
     }
 

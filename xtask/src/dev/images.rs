@@ -360,6 +360,7 @@ run echo done
             remote: Default::default(),
             out_dir: PathBuf::from(OUT_DIR),
             context_revisions: Default::default(),
+            platforms: vec![],
         };
         let plan = dev_plan(&config, &images, &inputs, &root()).unwrap();
         let frontend = &plan.images[0];

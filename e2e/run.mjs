@@ -11,8 +11,10 @@
 //
 // The model is e2e/fake_model.py, run by the backend image's own Python: it answers with
 // deterministic tool calls, so nothing here needs the internet. Every container and the network
-// carry the labels todo-chatbot.owner=e2e and todo-chatbot.pid=<pid>; they are removed on every
-// exit path, and a later run removes what a killed run left behind.
+// carry the labels of a run in xtask/src/owned.rs (owner e2e, run id, pid, start, keep; see
+// owned.mjs). This process removes them on every exit path it sees (success, failure, Ctrl-C);
+// what a killed run left is reaped by `cargo xtask test`, before and after it runs this file,
+// with the same reaper as smoke's leftovers, which the labels are written for.
 
 import { execFile as execFileCallback, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,12 +24,11 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
+import { runLabels } from "./owned.mjs";
 import { CHROMIUM, scenario } from "./scenario.mjs";
 
 const execFile = promisify(execFileCallback);
 const HERE = dirname(fileURLToPath(import.meta.url));
-const OWNER = "todo-chatbot.owner=e2e";
-const PID_LABEL = "todo-chatbot.pid";
 const HEALTHY_TIMEOUT_MS = 120_000;
 
 export const images = {
@@ -76,29 +77,6 @@ function freePort() {
   });
 }
 
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return error.code === "EPERM";
-  }
-}
-
-// Removes what earlier runs left behind (their process is gone), never another live run's.
-export async function reapLeftovers() {
-  const rows = await docker("ps", "-a", "--filter", `label=${OWNER}`, "--format", `{{.ID}} {{.Label "${PID_LABEL}"}}`);
-  const dead = rows.split("\n").filter(Boolean).map((r) => r.split(" ")).filter(([, pid]) => !alive(Number(pid)));
-  if (dead.length > 0) {
-    console.log(`e2e: removing ${dead.length} container(s) left by an earlier run`);
-    await docker("rm", "-f", "-v", ...dead.map(([id]) => id));
-  }
-  const nets = await docker("network", "ls", "--filter", `label=${OWNER}`, "--format", `{{.ID}} {{.Label "${PID_LABEL}"}}`);
-  for (const [id, pid] of nets.split("\n").filter(Boolean).map((r) => r.split(" "))) {
-    if (!alive(Number(pid))) await docker("network", "rm", id).catch(() => {});
-  }
-}
-
 // The stack: PostgreSQL, the fake model, the backend and the frontend on a network of their own.
 // `extraEnv(stack)` may add settings to the backend's and frontend's environments
 // ({backend: {...}, frontend: {...}}); it runs once the network exists (the load test trusts
@@ -106,12 +84,13 @@ export async function reapLeftovers() {
 export class Stack {
   constructor({ extraEnv } = {}) {
     this.extraEnv = extraEnv ?? (() => ({}));
-    this.run = `${Date.now().toString(36)}${process.pid}`;
+    const { run, args } = runLabels({ keep: process.env.E2E_KEEP === "1" });
+    this.run = run;
     this.network = `todo-e2e-${this.run}`;
     this.containers = [];
     this.inflight = new Set();
     this.stopped = false;
-    this.labels = ["--label", OWNER, "--label", `${PID_LABEL}=${process.pid}`, "--label", `todo-chatbot.run=${this.run}`];
+    this.labels = args;
   }
 
   async start() {
@@ -247,8 +226,6 @@ async function main() {
       throw new Error(`image ${image} is missing: build it first (\`cargo xtask build\`)`);
     }
   }
-  await reapLeftovers();
-
   const stack = new Stack();
   // On Ctrl-C the stack goes and the run ends with 130; a second Ctrl-C exits at once. The main
   // flow, whose docker calls now fail, waits for that instead of reporting a failure.

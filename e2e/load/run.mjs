@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 
-import { docker, images, reapLeftovers, Stack } from "../run.mjs";
+import { docker, images, Stack } from "../run.mjs";
 
 const execFile = promisify(execFileCallback);
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -86,7 +86,6 @@ async function main() {
   images.database = await databaseImage();
   const locust = await ensureLocust();
   mkdirSync(OUT, { recursive: true });
-  await reapLeftovers();
   const stack = new Stack({
     // The users come through the network's gateway (the published port's proxy): trust it, so
     // that each user's X-Forwarded-For names the client, as behind a real reverse proxy.

@@ -16,6 +16,7 @@ mod git;
 mod history;
 mod interrupt;
 mod mirror;
+mod owned;
 mod plan;
 mod platform;
 mod release;

@@ -8,7 +8,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::config::{self, Config};
-use crate::{bases, build, engine, interrupt};
+use crate::{bases, build, engine, interrupt, owned};
 
 /// Where the backend's test virtual environment lives; rebuilt when its requirements change.
 const VENV: &str = "target/venvs/backend";
@@ -130,6 +130,11 @@ fn e2e(sh: &Shell) -> Result<()> {
         sh.write_file(stamp, lock)?;
     }
     sh.create_dir(E2E_SCREENSHOTS)?;
+    // The browser test removes its stack on every way out it sees; what a killed run of it left
+    // (labelled as every run is, see owned.rs) goes here, before this run and after it, so that a
+    // run killed outright leaves nothing once `cargo xtask test` ends.
+    let root = sh.current_dir();
+    owned::reap_finished(owned::Kind::E2e, &root)?;
     let mut run = cmd!(sh, "node e2e/run.mjs")
         .env("E2E_DATABASE_IMAGE", database)
         .env("E2E_SCREENSHOTS", E2E_SCREENSHOTS);
@@ -140,6 +145,8 @@ fn e2e(sh: &Shell) -> Result<()> {
             format!("{}:latest", image.image),
         );
     }
-    run.run()?;
+    let result = run.run();
+    owned::reap_finished(owned::Kind::E2e, &root)?;
+    result?;
     Ok(())
 }

@@ -907,3 +907,176 @@ fn ctrl_c_to_the_process_group_stops_up_and_dev_with_130_and_leaves_nothing() {
         check("dev", seed, delay, code, &stderr);
     }
 }
+
+/// Runs the xtask in `dir` in a process group of its own until its stderr says `ready` and
+/// `also` holds, then kills the whole group with SIGKILL, which no destructor survives. Returns
+/// the compose project it named and its stderr.
+fn kill_when(
+    dir: &Path,
+    args: &[&str],
+    ready: &str,
+    also: impl Fn(&str) -> bool,
+) -> (String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+    };
+    let group = format!("-{}", child.id());
+    let start = Instant::now();
+    let project = loop {
+        let now = seen.lock().unwrap().clone();
+        let project = now
+            .lines()
+            .find_map(|l| l.split("compose project ").nth(1))
+            .and_then(|p| p.split_whitespace().next())
+            .map(String::from);
+        if let Some(project) = project.filter(|p| now.contains(ready) && also(p)) {
+            break project;
+        }
+        if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(600) {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            panic!("{args:?} ended or was not ready within 600 s:\n{now}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "killed by a signal");
+    let _ = reader.join();
+    let stderr = seen.lock().unwrap().clone();
+    (project, stderr)
+}
+
+/// Waits until nothing of the compose project is left.
+fn wait_gone(project: &str, what: &str, stderr: &str) {
+    let start = Instant::now();
+    loop {
+        let left = project_left(project);
+        if left == (String::new(), String::new()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{what} killed with SIGKILL left containers or networks 90 s later: {left:?}\n{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_killed_up_or_dev_leaves_nothing_once_its_process_is_gone() {
+    support::built();
+    let copy = Copy::new("killed");
+    // `up` killed while compose creates the stack: the run's watcher removes what it made (the
+    // database's volume stays, as after any failed `up`).
+    let ports = ["--port", "frontend=0", "--port", "backend=0"];
+    let created = |project: &str| {
+        let filter = format!("label=com.docker.compose.project={project}");
+        !docker(&["ps", "--all", "--quiet", "--filter", &filter]).is_empty()
+    };
+    let up = [&["up"][..], &ports].concat();
+    let (project, stderr) = kill_when(&copy.dir, &up, "up: compose project", created);
+    wait_gone(&project, "up", &stderr);
+    // `dev` killed once its stack serves: the same.
+    let dev = [&["dev"][..], &ports].concat();
+    let (project, stderr) = kill_when(&copy.dir, &dev, "dev: ready in", |_| true);
+    wait_gone(&project, "dev", &stderr);
+    let _ = copy.xtask(&["down", "--volumes"]);
+}
+
+#[test]
+fn down_leftovers_reaps_a_killed_browser_test_run_and_never_a_live_one() {
+    // A real node process labels a network and a volume as the browser test labels its stack
+    // (e2e/owned.mjs), says its run id, and waits.
+    let script = format!(
+        r#"import {{ runLabels }} from "{}/e2e/owned.mjs";
+        import {{ execFileSync }} from "node:child_process";
+        const {{ run, args }} = runLabels();
+        for (const what of ["network", "volume"]) execFileSync("docker", [what, "create", ...args, `todo-e2e-reaped-${{run}}`]);
+        console.log(run);
+        setInterval(() => {{}}, 1000);"#,
+        root().display()
+    );
+    let mut node = Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut run)
+        .unwrap();
+    let run = run.trim().to_string();
+    assert!(!run.is_empty(), "the node process said no run id");
+    let name = format!("todo-e2e-reaped-{run}");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args(["network", "rm", &self.0])
+                .output();
+            let _ = Command::new("docker")
+                .args(["volume", "rm", &self.0])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(name.clone());
+    let filter = format!("label=todo-chatbot.run={run}");
+    let left = || {
+        (
+            docker(&["network", "ls", "--quiet", "--filter", &filter])
+                .lines()
+                .count(),
+            docker(&["volume", "ls", "--quiet", "--filter", &filter])
+                .lines()
+                .count(),
+        )
+    };
+    let down = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["down", "--leftovers"])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    // A live run's things stay.
+    down();
+    assert_eq!(
+        left(),
+        (1, 1),
+        "a live run's network and volume were removed"
+    );
+    // Killed outright, the run cleans nothing...
+    node.kill().unwrap();
+    node.wait().unwrap();
+    assert_eq!(left(), (1, 1));
+    // ...until the reaper, which knows it by its labels alone, removes it.
+    let said = down();
+    assert!(said.contains(&run), "{said}");
+    assert_eq!(left(), (0, 0), "{said}");
+}

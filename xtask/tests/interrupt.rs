@@ -83,7 +83,7 @@ fn ctrl_c_to_the_process_group_stops_smoke_with_130_and_leaves_nothing() {
         6,
         span,
         "smoke run ",
-        "todo-chatbot.smoke.run",
+        "todo-chatbot.run",
     );
 }
 

@@ -1287,7 +1287,7 @@ fn ctrl_c_to_the_process_group_stops_a_release_with_130_and_never_half_published
         assert!(sent, "{when}: the release ended first:\n{stderr}");
         support::assert_stopped_by_ctrl_c("release", seed, delay, code, &stderr);
         if let Some(run) = support::run_id(&stderr, "smoke run ") {
-            let left = support::left_behind(&format!("todo-chatbot.smoke.run={run}"));
+            let left = support::left_behind(&format!("todo-chatbot.run={run}"));
             assert_eq!(left, "", "{when}: the smoke run left:\n{stderr}");
         }
         // What the registry holds, read over its API: each service's version tag, and the

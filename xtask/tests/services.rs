@@ -173,7 +173,7 @@ fn a_third_image_is_built_smoked_and_served_by_dev_with_no_code_change() {
             "--all",
             "--quiet",
             "--filter",
-            &format!("label=todo-chatbot.smoke.run={run}")
+            &format!("label=todo-chatbot.run={run}")
         ]),
         ""
     );

@@ -61,7 +61,7 @@ fn labelled(label: &str) -> (Vec<String>, Vec<String>) {
 }
 
 fn assert_nothing_left(run_id: &str) {
-    let (containers, networks) = labelled(&format!("todo-chatbot.smoke.run={run_id}"));
+    let (containers, networks) = labelled(&format!("todo-chatbot.run={run_id}"));
     assert!(
         containers.is_empty() && networks.is_empty(),
         "run {run_id} left containers {containers:?} and networks {networks:?}"
@@ -116,7 +116,7 @@ struct RemoveRun(String);
 
 impl Drop for RemoveRun {
     fn drop(&mut self) {
-        let (containers, networks) = labelled(&format!("todo-chatbot.smoke.run={}", self.0));
+        let (containers, networks) = labelled(&format!("todo-chatbot.run={}", self.0));
         for id in containers {
             let _ = Command::new("docker")
                 .args(["rm", "-f", "-v", &id])
@@ -301,7 +301,7 @@ fn a_broken_health_endpoint_fails_and_keep_then_clean_removes_the_stack() {
     assert_eq!(report["kept"], true);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cargo xtask smoke --clean"), "{stderr}");
-    let (containers, networks) = labelled(&format!("todo-chatbot.smoke.run={run_id}"));
+    let (containers, networks) = labelled(&format!("todo-chatbot.run={run_id}"));
     assert_eq!(
         containers.len(),
         3,
@@ -404,11 +404,11 @@ fn start_and_wait_for_containers() -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid_label = format!("todo-chatbot.smoke.pid={}", child.id());
+    let pid_label = format!("todo-chatbot.pid={}", child.id());
     let start = Instant::now();
     loop {
         let filter = format!("label={pid_label}");
-        let format = "{{.Label \"todo-chatbot.smoke.run\"}}";
+        let format = "{{.Label \"todo-chatbot.run\"}}";
         let runs = docker(&["ps", "--all", "--filter", &filter, "--format", format]);
         if let Some(run) = runs.lines().next() {
             return (child, run.to_string());
@@ -437,7 +437,7 @@ fn a_crashed_run_is_reaped_by_the_next_and_ctrl_c_cleans_up_and_exits_130() {
     let (mut crashed, crashed_run) = start_and_wait_for_containers();
     signal(&crashed, "KILL");
     crashed.wait().unwrap();
-    let (left, _) = labelled(&format!("todo-chatbot.smoke.run={crashed_run}"));
+    let (left, _) = labelled(&format!("todo-chatbot.run={crashed_run}"));
     assert!(
         !left.is_empty(),
         "a killed run cannot clean up after itself"

@@ -36,6 +36,7 @@ use crate::build::{self, Progress};
 use crate::config::{BaseMode, Config};
 use crate::env;
 use crate::interrupt;
+use crate::owned;
 use stack::{Kind, Stack};
 use status::{Board, Status};
 
@@ -137,11 +138,29 @@ pub struct DownCmd {
     /// notices and stops.
     #[arg(long, requires = "dev")]
     force: bool,
+    /// Only remove what killed runs of `smoke` and of the browser test left behind (runs whose
+    /// process is gone; a kept one stays: `smoke --clean` removes those); no stack is stopped.
+    #[arg(long, conflicts_with_all = ["volumes", "dev", "force"])]
+    leftovers: bool,
 }
 
 impl DownCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
         let root = sh.current_dir();
+        if self.leftovers {
+            for kind in [owned::Kind::Smoke, owned::Kind::E2e] {
+                let reaped = owned::reap(kind, &root, Some(owned::now_seconds()))?;
+                match reaped.is_empty() {
+                    true => eprintln!("nothing left by killed {} runs", kind.owner()),
+                    false => eprintln!(
+                        "removed what killed {} runs left: {}",
+                        kind.owner(),
+                        reaped.join(", ")
+                    ),
+                }
+            }
+            return Ok(());
+        }
         let mut kinds = vec![Kind::Prod];
         if self.dev {
             let project = stack::project_name(&config.project.name, Kind::Dev, &root);
@@ -168,7 +187,7 @@ impl DownCmd {
             // A dev stack's volumes belong to its run; the production database's only go when
             // asked.
             let volumes = kind == Kind::Dev || self.volumes;
-            let mut left = stack::leftovers(&project)?;
+            let mut left = owned::leftovers(&project)?;
             let kept = match volumes {
                 true => vec![],
                 false => std::mem::take(&mut left.volumes),
@@ -184,7 +203,7 @@ impl DownCmd {
                     false => "stopping",
                 };
                 eprintln!("{what} the {} stack {project}", kind_name(kind));
-                stack::remove_project(&project, 10, volumes)?;
+                owned::remove_project(&project, 10, volumes)?;
                 eprintln!("removed {}", left.describe());
             }
             if kind == Kind::Prod {
@@ -226,17 +245,17 @@ fn run_dev(
 ) -> Result<session::End> {
     let started = Instant::now();
     crate::engine::ensure(sh)?;
-    let run = run_id();
+    let run = owned::Run::new(owned::Kind::Dev, false);
     let (mut stack, report) = prepare(sh, config, Kind::Dev, args)?;
     stack.set("DEV_POLL", if poll { "true" } else { "false" });
     let _lock = RunLock::acquire(&stack)?;
-    let left = stack::leftovers(&stack.project)?;
+    let left = owned::leftovers(&stack.project)?;
     if !left.is_empty() {
         eprintln!(
             "dev: removing what an earlier run left ({})",
             left.describe()
         );
-        stack::remove_project(&stack.project, 5, true)?;
+        owned::remove_project(&stack.project, 5, true)?;
     }
     settle_ports(&mut stack, config, &BTreeMap::new())?;
     check_ports(&stack, config, &BTreeMap::new())?;
@@ -249,10 +268,10 @@ fn run_dev(
     }
     // Validate the compose files with this environment before anything is built.
     check_compose(&stack, config)?;
-    eprintln!("dev: compose project {} (run {run})", stack.project);
+    eprintln!("dev: compose project {} (run {})", stack.project, run.id);
     // From here on, whatever happens, the stack is removed, volumes and all: they belong to
     // this run.
-    let _teardown = Teardown::new(&stack.project, true);
+    let _owned = owned::Guard::project(&stack.project, true);
     let failures = images::build_dev(sh, config, &images, mode, Progress::Auto)?;
     if !failures.is_empty() {
         for (service, error) in &failures {
@@ -324,7 +343,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     }
     // A failed `up` removes the stack, but never the database's volume: its data may be older
     // than this run.
-    let mut teardown = Teardown::new(&stack.project, false);
+    let mut guard = owned::Guard::project(&stack.project, false);
     let timeout = args.timeout.to_string();
     let up = [&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat();
     let mut out = stack.output(&up)?;
@@ -341,7 +360,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         )?;
         out = stack.output(&up)?;
     }
-    stack::note_unanswered(&String::from_utf8_lossy(&out.stderr));
+    owned::note_unanswered(&String::from_utf8_lossy(&out.stderr));
     if interrupt::interrupted() {
         return Err(interrupt::Interrupted.into());
     }
@@ -359,7 +378,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
         }
         bail!("the production stack did not become healthy: {stderr}; it has been removed");
     }
-    teardown.disarm();
+    guard.disarm();
     let containers = stack.ps()?;
     let ports = published_ports(config, &containers);
     eprintln!(
@@ -994,7 +1013,7 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
         let _ = child.wait();
         // What compose said up to its end names the creates it sent and saw no answer to: the
         // stack's removal waits for those to land.
-        stack::note_unanswered(&reader.join().unwrap_or_default());
+        owned::note_unanswered(&reader.join().unwrap_or_default());
     }
     result
 }
@@ -1066,14 +1085,6 @@ fn watch_rules(root: &Path, config: &Config) -> Result<watch::Rules> {
     })
 }
 
-/// A run's id: its start time and process id, in the labels of what it creates.
-fn run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}-{}", now.as_secs(), std::process::id())
-}
-
 /// Random bytes from the kernel, as hex: the local database's password.
 fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
@@ -1082,100 +1093,6 @@ fn random_hex(bytes: usize) -> Result<String> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .context("cannot read /dev/urandom")?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Removes the stack when dropped: on Ctrl-C, on an error, after a panic. For the ways out that
-/// run no destructor (a second Ctrl-C, which exits at once; a kill), a reaper process waits in a
-/// process group of its own for this one to end, and then removes the project unless told that
-/// it is already gone.
-struct Teardown {
-    project: String,
-    /// Whether the volumes go too (a dev run's) or stay (the production database's).
-    volumes: bool,
-    armed: bool,
-    reaper: Option<(std::process::Child, std::process::ChildStdin)>,
-}
-
-impl Teardown {
-    fn new(project: &str, volumes: bool) -> Teardown {
-        Teardown {
-            project: project.to_string(),
-            volumes,
-            armed: true,
-            reaper: start_reaper(project, volumes),
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-        self.release_reaper();
-    }
-
-    /// Tells the reaper that there is nothing left to do.
-    fn release_reaper(&mut self) {
-        use std::io::Write;
-        if let Some((mut child, mut stdin)) = self.reaper.take() {
-            let _ = stdin.write_all(b"done\n");
-            drop(stdin);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let start = Instant::now();
-        match interrupt::interrupted() {
-            true => eprintln!(
-                "stopping the stack {} (a second Ctrl-C exits at once; the removal goes on)",
-                self.project
-            ),
-            false => eprintln!("removing the stack {}", self.project),
-        }
-        match stack::remove_project(&self.project, 5, self.volumes) {
-            Ok(()) => {
-                self.release_reaper();
-                eprintln!(
-                    "stack removed in {:.1} s: {}",
-                    start.elapsed().as_secs_f64(),
-                    match self.volumes {
-                        true => "no container, network or volume of it is left",
-                        false => "no container or network of it is left; its volumes are kept",
-                    }
-                )
-            }
-            Err(err) => eprintln!("error: {err:#}"),
-        }
-    }
-}
-
-/// A shell that reads one line from a pipe whose other end only this process holds: at this
-/// process's end, however it ends, the read returns, and unless the line was `done` the shell
-/// runs `docker compose down` for the project. It is in a process group of its own, so that the
-/// terminal's Ctrl-C does not reach it.
-fn start_reaper(
-    project: &str,
-    volumes: bool,
-) -> Option<(std::process::Child, std::process::ChildStdin)> {
-    use std::os::unix::process::CommandExt;
-    let script =
-        "IFS= read -r line; [ \"$line\" = done ] || exec docker compose --project-name \"$0\" \
-                  down $1 --remove-orphans --timeout 5";
-    let flag = if volumes { "--volumes" } else { "" };
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", script, project, flag])
-        .current_dir("/")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()?;
-    let stdin = child.stdin.take()?;
-    Some((child, stdin))
 }
 
 /// One `dev` per checkout at a time: the second would remove the first one's stack as leftovers.

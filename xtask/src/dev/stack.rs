@@ -4,7 +4,9 @@
 //! The project name is derived from the project root, so that a copy of the project (as the tests
 //! make) never touches the stack of the checkout it was copied from. Every container, network and
 //! volume also carries the `todo-chatbot.owner` label (set through TODO_OWNER), and compose's own
-//! `com.docker.compose.project` label, by which leftovers are found.
+//! `com.docker.compose.project` label, by which leftovers are found and removed
+//! ([`crate::owned`]: the project is the run's identity there, as no per-run label may enter the
+//! compose configuration).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -41,12 +43,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The stack's kind of run in the model of what runs own.
+    pub fn owned(self) -> crate::owned::Kind {
+        match self {
+            Kind::Dev => crate::owned::Kind::Dev,
+            Kind::Prod => crate::owned::Kind::Up,
+        }
+    }
+
     /// The value of the `todo-chatbot.owner` label.
     pub fn owner(self) -> &'static str {
-        match self {
-            Kind::Dev => "dev",
-            Kind::Prod => "up",
-        }
+        self.owned().owner()
     }
 }
 
@@ -334,202 +341,6 @@ pub fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// What a project has left in the engine: container ids, network names, volume names.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Leftovers {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-impl Leftovers {
-    pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
-    }
-
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (n, what) in [
-            (self.containers.len(), "container"),
-            (self.networks.len(), "network"),
-            (self.volumes.len(), "volume"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
-            }
-        }
-        parts.join(", ")
-    }
-}
-
-/// Everything of a compose project still in the engine, found by compose's project label; the
-/// anonymous volumes of its containers are included (compose does not label those).
-pub fn leftovers(project: &str) -> Result<Leftovers> {
-    let filter = format!("label=com.docker.compose.project={project}");
-    let lines = |s: String| -> Vec<String> {
-        s.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect()
-    };
-    let containers = lines(docker(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--no-trunc",
-        "--filter",
-        &filter,
-    ])?);
-    let mut volumes = lines(docker(&["volume", "ls", "--quiet", "--filter", &filter])?);
-    for entry in inspect_containers(&containers)? {
-        volumes.extend(entry.volumes);
-    }
-    volumes.sort();
-    volumes.dedup();
-    let networks = lines(docker(&[
-        "network",
-        "ls",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Name}}",
-    ])?);
-    Ok(Leftovers {
-        containers,
-        networks,
-        volumes,
-    })
-}
-
-/// Removes a project: `docker compose down` (containers, networks, and with `volumes` every
-/// volume, named or anonymous), then whatever it missed, by label. Without `volumes` the volumes
-/// stay: the local database of `up` keeps its data for the next `up`. Runs in a process group of
-/// its own, so that a second Ctrl-C on the terminal, which ends the xtask at once, does not stop
-/// the clean-up half-way.
-pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let timeout = timeout_seconds.to_string();
-    let mut args = vec!["compose", "--project-name", project, "down"];
-    if volumes {
-        args.push("--volumes");
-    }
-    args.extend(["--remove-orphans", "--timeout", &timeout]);
-    // `down` by project name alone needs no compose file and no environment: the containers'
-    // labels say what belongs to the project.
-    let status = Command::new("docker")
-        .args(&args)
-        // A folder with no compose file in it or above it, which compose would otherwise load.
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .status()
-        .context("cannot run `docker compose down`")?;
-    let remaining = || -> Result<Leftovers> {
-        let mut left = leftovers(project)?;
-        if !volumes {
-            left.volumes.clear();
-        }
-        Ok(left)
-    };
-    let remove = |left: &Leftovers| {
-        for id in &left.containers {
-            let mut rm = vec!["rm", "--force"];
-            if volumes {
-                rm.push("--volumes");
-            }
-            rm.push(id);
-            let _ = docker(&rm);
-        }
-        for network in &left.networks {
-            let _ = docker(&["network", "rm", network]);
-        }
-        for volume in &left.volumes {
-            let _ = docker(&["volume", "rm", "--force", volume]);
-        }
-    };
-    let left = remaining()?;
-    if !status.success() || !left.is_empty() {
-        remove(&left);
-    }
-    // A `compose up` stopped by Ctrl-C may have left create requests in the engine, which land
-    // after `down` listed the project (seconds later on a busy machine): wait for each one
-    // compose's output names, then look once more after a moment for any it did not name.
-    for name in take_unanswered(project) {
-        let begin = std::time::Instant::now();
-        while begin.elapsed() < LATE_CREATE_WAIT {
-            if let Ok(id) = docker(&["container", "inspect", "--format", "{{.Id}}", &name]) {
-                remove(&Leftovers {
-                    containers: vec![id.trim().to_string()],
-                    ..Default::default()
-                });
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let late = remaining()?;
-    if !late.is_empty() {
-        remove(&late);
-    }
-    let left = remaining()?;
-    if !left.is_empty() {
-        bail!(
-            "could not remove {} of compose project {project}: remove them with `docker compose \
-             --project-name {project} down{}`",
-            left.describe(),
-            if volumes { " --volumes" } else { "" }
-        );
-    }
-    Ok(())
-}
-
-/// How long the removal of a stack waits for a create request that a stopped `compose up` sent
-/// and saw no answer to. The engine finishes such a request whatever became of its client; on
-/// an idle machine in well under a second, on a loaded one in seconds.
-const LATE_CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// The containers of stopped `compose up` runs whose create requests may still be in the engine.
-static UNANSWERED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-/// Notes the containers that compose's output (`Container NAME  Creating`, then `Created`,
-/// `Starting`, `Error`...) shows as sent to the engine with no answer seen: compose was stopped
-/// while their create requests were in the engine.
-pub fn note_unanswered(compose_stderr: &str) {
-    let mut last: Vec<(String, String)> = Vec::new();
-    for line in compose_stderr.lines() {
-        let mut words = line.split_whitespace();
-        let (Some("Container"), Some(name), Some(state)) =
-            (words.next(), words.next(), words.next())
-        else {
-            continue;
-        };
-        match last.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = state.to_string(),
-            None => last.push((name.to_string(), state.to_string())),
-        }
-    }
-    let mut unanswered = UNANSWERED.lock().unwrap_or_else(|e| e.into_inner());
-    for (name, state) in last {
-        if state == "Creating" && !unanswered.contains(&name) {
-            unanswered.push(name);
-        }
-    }
-}
-
-/// The unanswered creates noted for `project` (compose names its containers `PROJECT-...`),
-/// forgotten as they are handed out.
-fn take_unanswered(project: &str) -> Vec<String> {
-    let prefix = format!("{project}-");
-    let mut unanswered = UNANSWERED.lock().unwrap_or_else(|e| e.into_inner());
-    let (ours, others): (Vec<String>, Vec<String>) =
-        unanswered.drain(..).partition(|n| n.starts_with(&prefix));
-    *unanswered = others;
-    ours
-}
-
 /// The container a failed `compose up` names in an engine's "Conflict. The container name
 /// \"/NAME\" is already in use by container \"ID\"", when NAME is one compose gives a container
 /// of this project (`PROJECT-SERVICE-N`). A `compose up` stopped by Ctrl-C can leave such a create request in the
@@ -772,17 +583,6 @@ mod tests {
     }
 
     #[test]
-    fn creates_compose_sent_without_an_answer_are_noted_per_project() {
-        note_unanswered(
-            " Network p_net  Created\n Container p-db-1  Creating\n Container p-db-1  Created\n \
-             Container p-backend-1  Creating\n Container q-frontend-1  Creating\n",
-        );
-        assert_eq!(take_unanswered("p"), vec!["p-backend-1".to_string()]);
-        assert_eq!(take_unanswered("p"), Vec::<String>::new());
-        assert_eq!(take_unanswered("q"), vec!["q-frontend-1".to_string()]);
-    }
-
-    #[test]
     fn a_conflict_names_only_this_projects_containers() {
         let err =
             "Error response from daemon: Conflict. The container name \"/p-dev-1-frontend-1\" \
@@ -800,16 +600,5 @@ mod tests {
             conflicting_container("p-dev-1", &services, "no such thing"),
             None
         );
-    }
-
-    #[test]
-    fn leftovers_describe_what_remains() {
-        let left = Leftovers {
-            containers: vec!["a".into(), "b".into()],
-            networks: vec![],
-            volumes: vec!["v".into()],
-        };
-        assert_eq!(left.describe(), "2 containers, 1 volume");
-        assert!(Leftovers::default().is_empty());
     }
 }

@@ -36,7 +36,7 @@ use clap::Args;
 use xshell::Shell;
 
 use crate::config::{BaseMode, Config, Image};
-use crate::{bases, engine, env, interrupt};
+use crate::{bases, engine, env, interrupt, owned};
 use expect::Expect;
 use report::{Row, RowBuilder};
 use secrets::Needle;
@@ -67,7 +67,7 @@ impl SmokeCmd {
         interrupt::install();
         engine::ensure(sh)?;
         if self.clean {
-            let reaped = stack::reap(&sh.current_dir(), None)?;
+            let reaped = owned::reap(owned::Kind::Smoke, &sh.current_dir(), None)?;
             if reaped.is_empty() {
                 eprintln!("no smoke stack left behind");
             } else {
@@ -996,7 +996,7 @@ fn secrets_row(
 
 /// What `--keep` prints: where the stack answers and how to remove it.
 fn print_kept(stack: &Stack, config: &Config) {
-    let filter = format!("label={}={}", stack::RUN, stack.run_id);
+    let filter = format!("label={}={}", owned::RUN, stack.run_id);
     eprintln!(
         "\nthe stack stays up (--keep), on network {}:",
         stack.network

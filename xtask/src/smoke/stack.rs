@@ -1,26 +1,16 @@
 //! The stack a smoke run starts: a bridge network of its own, PostgreSQL, the backend and the
 //! frontend, each labelled with the run, and removed on every way out: success, failure, Ctrl-C
-//! and panic through `Drop`, a crash through the next run, which reaps what dead runs left.
+//! and panic through the run's guard, a crash through the next run, which reaps what dead runs
+//! left ([`crate::owned`] is the model of both).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::interrupt;
-
-/// Every container and network a smoke run makes carries this label...
-pub const OWNER: &str = "todo-chatbot.owner=smoke";
-/// ...and these, which say which run made it, from which process, when, and whether `--keep`
-/// asked for it to stay.
-pub const RUN: &str = "todo-chatbot.smoke.run";
-const PID: &str = "todo-chatbot.smoke.pid";
-const STARTED: &str = "todo-chatbot.smoke.started";
-const KEEP: &str = "todo-chatbot.smoke.keep";
-/// A run whose process still lives is left alone, unless it is older than this: no smoke run
-/// lasts that long, so its process id now belongs to something else.
-const MAX_RUN_AGE_SECONDS: u64 = 2 * 3600;
+use crate::owned::{self, Guard, Kind, Run};
 
 /// Settings every container of a smoke run gets besides its test environment: the backend
 /// serves `/ops/slow`, which the graceful-stop check keeps in flight, only when told to.
@@ -43,13 +33,6 @@ pub fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-pub fn now_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A container the run started.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -61,8 +44,9 @@ pub struct Started {
 pub struct Stack {
     pub run_id: String,
     pub network: String,
-    started: u64,
-    keep: bool,
+    run: Run,
+    /// Removes what the run made when the stack is dropped, unless `--keep`; its folder always.
+    _guard: Guard,
     /// Where the run's environment files live (mode 0600) until the run ends.
     pub dir: PathBuf,
 }
@@ -71,44 +55,31 @@ impl Stack {
     /// Reaps what crashed runs left, then makes the run's network. `base_network` is the spec's
     /// network name; the run id is appended so that parallel runs never share one.
     pub fn create(root: &Path, base_network: &str, keep: bool) -> Result<Stack> {
-        let started = now_seconds();
-        let run_id = format!("{started:x}-{}", std::process::id());
-        let reaped = reap(root, Some(started))?;
+        let run = Run::new(Kind::Smoke, keep);
+        let reaped = owned::reap(Kind::Smoke, root, Some(run.started))?;
         if !reaped.is_empty() {
             eprintln!(
                 "removed what earlier smoke runs left behind: {}",
                 reaped.join(", ")
             );
         }
-        let dir = run_dir(root, &run_id);
+        let dir = run.dir(root);
+        let guard = Guard::run(run.clone(), root);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let stack = Stack {
-            network: format!("{base_network}-{run_id}"),
-            run_id,
-            started,
-            keep,
+            network: format!("{base_network}-{}", run.id),
+            run_id: run.id.clone(),
+            run,
+            _guard: guard,
             dir,
         };
         let mut args = vec!["network", "create", "--driver", "bridge"];
-        let labels = stack.labels();
+        let labels = stack.run.label_args();
         args.extend(labels.iter().map(String::as_str));
         args.push(&stack.network);
         docker(&args).context("cannot create the run's network")?;
         Ok(stack)
-    }
-
-    fn labels(&self) -> Vec<String> {
-        [
-            OWNER.to_string(),
-            format!("{RUN}={}", self.run_id),
-            format!("{PID}={}", std::process::id()),
-            format!("{STARTED}={}", self.started),
-            format!("{KEEP}={}", u8::from(self.keep)),
-        ]
-        .into_iter()
-        .flat_map(|l| ["--label".to_string(), l])
-        .collect()
     }
 
     /// Writes an environment file for `docker run --env-file`, readable by its owner only, so
@@ -159,7 +130,7 @@ impl Stack {
         ]
         .map(String::from)
         .to_vec();
-        args.extend(self.labels());
+        args.extend(self.run.label_args());
         args.push(format!("--label=todo-chatbot.smoke.role={role}"));
         if let Some(alias) = alias {
             args.push(format!("--network-alias={alias}"));
@@ -187,23 +158,8 @@ impl Stack {
         Ok(Started { id, host_port })
     }
 
-    /// Removes everything labelled with this run.
-    pub fn remove(&self) {
-        remove_run(&self.run_id);
-    }
-
     pub fn keep(&self) -> bool {
-        self.keep
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // The environment files hold the run's secrets: they go even when the stack stays.
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if !self.keep {
-            self.remove();
-        }
+        self.run.keep
     }
 }
 
@@ -214,116 +170,6 @@ fn published_port(id: &str, port: u16) -> Result<u16> {
         .and_then(|l| l.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .with_context(|| format!("port {port} of {id} is not published on 127.0.0.1: {out}"))
-}
-
-fn remove_run(run_id: &str) {
-    let filter = format!("label={RUN}={run_id}");
-    if let Ok(ids) = docker(&["ps", "--all", "--quiet", "--filter", &filter]) {
-        let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "--force", "--volumes"];
-            args.extend(ids);
-            let _ = docker(&args);
-        }
-    }
-    if let Ok(ids) = docker(&["network", "ls", "--quiet", "--filter", &filter]) {
-        for id in ids.lines().filter(|l| !l.is_empty()) {
-            let _ = docker(&["network", "rm", id]);
-        }
-    }
-}
-
-/// What the labels of one leftover say about the run that made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunInfo {
-    pub run_id: String,
-    pub pid: u32,
-    pub started: u64,
-    pub keep: bool,
-}
-
-/// Whether a run's leftovers go. `before` is the start of the run that asks (only older runs are
-/// reaped, so two runs starting together never touch each other), or None to take every run that
-/// is over, kept ones included (`--clean`).
-pub fn should_reap(run: &RunInfo, before: Option<u64>, now: u64, alive: bool) -> bool {
-    let ancient = now.saturating_sub(run.started) > MAX_RUN_AGE_SECONDS;
-    if alive && !ancient {
-        return false;
-    }
-    match before {
-        Some(start) => run.started <= start && !run.keep,
-        None => true,
-    }
-}
-
-fn parse_info(line: &str) -> Option<RunInfo> {
-    let fields: Vec<&str> = line.split('|').collect();
-    Some(RunInfo {
-        run_id: fields.get(1).filter(|s| !s.is_empty())?.to_string(),
-        pid: fields.get(2)?.parse().ok()?,
-        started: fields.get(3)?.parse().ok()?,
-        keep: fields.get(4) == Some(&"1"),
-    })
-}
-
-/// The folder of a run's environment files, under the project root.
-pub fn run_dir(root: &Path, run_id: &str) -> PathBuf {
-    root.join(RUNS_DIR).join(run_id)
-}
-
-const RUNS_DIR: &str = "target/xtask/smoke";
-
-/// A run id is `<start, hex>-<pid>`: what a leftover folder says about its run.
-fn info_from_id(run_id: &str) -> Option<RunInfo> {
-    let (started, pid) = run_id.split_once('-')?;
-    Some(RunInfo {
-        run_id: run_id.to_string(),
-        pid: pid.parse().ok()?,
-        started: u64::from_str_radix(started, 16).ok()?,
-        // A kept run's folder is removed when its process ends: a folder left is a crash.
-        keep: false,
-    })
-}
-
-fn alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Removes the containers, networks and environment files of smoke runs that are over (see
-/// [`should_reap`]); returns the run ids removed.
-pub fn reap(root: &Path, before: Option<u64>) -> Result<Vec<String>> {
-    let format = format!(
-        "{{{{.ID}}}}|{{{{.Label \"{RUN}\"}}}}|{{{{.Label \"{PID}\"}}}}|{{{{.Label \"{STARTED}\"}}}}|{{{{.Label \"{KEEP}\"}}}}"
-    );
-    let filter = format!("label={OWNER}");
-    let mut lines = docker(&["ps", "--all", "--filter", &filter, "--format", &format])?;
-    lines.push('\n');
-    lines.push_str(&docker(&[
-        "network", "ls", "--filter", &filter, "--format", &format,
-    ])?);
-    let now = now_seconds();
-    let mut runs: Vec<RunInfo> = lines.lines().filter_map(parse_info).collect();
-    runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-    runs.dedup_by(|a, b| a.run_id == b.run_id);
-    let mut reaped = Vec::new();
-    for run in runs {
-        if should_reap(&run, before, now, alive(run.pid)) {
-            remove_run(&run.run_id);
-            let _ = std::fs::remove_dir_all(run_dir(root, &run.run_id));
-            reaped.push(run.run_id);
-        }
-    }
-    // A run killed before it started a container left only its folder, with the secrets.
-    let folders = std::fs::read_dir(root.join(RUNS_DIR)).into_iter().flatten();
-    for entry in folders.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(run) = info_from_id(&name) {
-            if should_reap(&run, before, now, alive(run.pid)) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-    Ok(reaped)
 }
 
 /// What `docker inspect` says of a container's state.
@@ -475,41 +321,6 @@ pub fn wait_healthy(
 mod tests {
     use super::*;
 
-    fn run(started: u64, keep: bool) -> RunInfo {
-        RunInfo {
-            run_id: "r".into(),
-            pid: 7,
-            started,
-            keep,
-        }
-    }
-
-    #[test]
-    fn only_older_finished_runs_are_reaped() {
-        let now = 10_000;
-        // A crashed older run goes; a live one, a newer one and a kept one stay.
-        assert!(should_reap(&run(9_000, false), Some(9_500), now, false));
-        assert!(!should_reap(&run(9_000, false), Some(9_500), now, true));
-        assert!(!should_reap(&run(9_600, false), Some(9_500), now, false));
-        assert!(!should_reap(&run(9_000, true), Some(9_500), now, false));
-        // `--clean` takes kept runs too, never a live one.
-        assert!(should_reap(&run(9_000, true), None, now, false));
-        assert!(!should_reap(&run(9_000, false), None, now, true));
-        // A process id that lives on after hours belongs to another process by now.
-        assert!(should_reap(&run(1_000, false), Some(9_500), now, true));
-    }
-
-    #[test]
-    fn run_ids_say_when_and_by_whom() {
-        let info = info_from_id("6b073145-19209").unwrap();
-        assert_eq!(
-            (info.started, info.pid, info.keep),
-            (0x6b07_3145, 19209, false)
-        );
-        assert_eq!(info_from_id("notes"), None);
-        assert_eq!(info_from_id("zz-1"), None);
-    }
-
     #[test]
     fn an_exited_container_is_explained_by_its_logs_or_its_command() {
         let state = State {
@@ -533,20 +344,5 @@ mod tests {
             ..state
         };
         assert!(exited_cause(&killed, "x").contains("137 (killed: SIGKILL"));
-    }
-
-    #[test]
-    fn leftover_labels_are_parsed() {
-        assert_eq!(
-            parse_info("abc|r1|42|100|1"),
-            Some(RunInfo {
-                run_id: "r1".into(),
-                pid: 42,
-                started: 100,
-                keep: true
-            })
-        );
-        assert_eq!(parse_info("abc||42|100|0"), None);
-        assert_eq!(parse_info("abc|r1|x|100|0"), None);
     }
 }

@@ -203,8 +203,9 @@ pub fn remove_run(id: &str) {
 /// [`should_reap`]); returns the run ids removed. `root` is the project root, where the run
 /// folders are.
 pub fn reap(kind: Kind, root: &Path, before: Option<u64>) -> Result<Vec<String>> {
+    // No `.ID` first: volumes have none, and a template that names it fails on the first volume.
     let format = format!(
-        "{{{{.ID}}}}|{{{{.Label \"{RUN}\"}}}}|{{{{.Label \"{PID}\"}}}}|{{{{.Label \"{STARTED}\"}}}}|{{{{.Label \"{KEEP}\"}}}}"
+        "-|{{{{.Label \"{RUN}\"}}}}|{{{{.Label \"{PID}\"}}}}|{{{{.Label \"{STARTED}\"}}}}|{{{{.Label \"{KEEP}\"}}}}"
     );
     let filter = format!("label={OWNER}={}", kind.owner());
     let mut found = String::new();

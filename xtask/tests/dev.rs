@@ -1032,9 +1032,12 @@ fn down_leftovers_reaps_a_killed_browser_test_run_and_never_a_live_one() {
     let run = run.trim().to_string();
     assert!(!run.is_empty(), "the node process said no run id");
     let name = format!("todo-e2e-reaped-{run}");
-    struct Cleanup(String);
+    // On a failure, the node process and what it made go too.
+    struct Cleanup(String, u32);
     impl Drop for Cleanup {
         fn drop(&mut self) {
+            let pid = self.1.to_string();
+            let _ = Command::new("kill").args(["-KILL", &pid]).output();
             let _ = Command::new("docker")
                 .args(["network", "rm", &self.0])
                 .output();
@@ -1043,7 +1046,7 @@ fn down_leftovers_reaps_a_killed_browser_test_run_and_never_a_live_one() {
                 .output();
         }
     }
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = Cleanup(name.clone(), node.id());
     let filter = format!("label=todo-chatbot.run={run}");
     let left = || {
         (

@@ -1243,11 +1243,13 @@ fn ctrl_c_to_the_process_group_stops_a_release_with_130_and_never_half_published
     let registry = Registry::start(false);
     let prefix = registry.prefix();
     let hooks = TempDir::new("ctrl-c");
-    // The first moment falls in the build, the smoke checks or the SBOMs (a release takes about
-    // a minute to its first push here); the others within two seconds of a push's end, when
-    // each of the six pushes takes about a second (the layers are in the registry already).
+    // The first moment falls in the build, the smoke checks or the SBOMs (a release takes a
+    // minute or more to its first push here); the others within 0.6 s of the end of a push
+    // chosen at random, while the next pushes run: with the layers in the registry already,
+    // each of the six takes a fraction of a second, and with two seconds (tried first) the
+    // pushes left were often all over before the Ctrl-C came.
     let (seed, whole) = support::moments(1, Duration::from_secs(50));
-    let (_, pushes) = support::moments(2, Duration::from_secs(2));
+    let (_, pushes) = support::moments(2, Duration::from_millis(600));
     let runs = [(None, whole[0])]
         .into_iter()
         .chain(pushes.iter().enumerate().map(|(i, d)| {

@@ -23,7 +23,7 @@ mod release;
 mod sbom;
 /// The second engine of the tests, also the fresh runner of `bench --fresh-runner`: one file, so
 /// that the benchmark measures the very engine the tests check.
-#[path = "../tests/support/second_engine.rs"]
+#[path = "../../tests/support/second_engine.rs"]
 mod second_engine;
 mod smoke;
 mod store;

@@ -1,6 +1,6 @@
 //! What a run owns in the engine, one model for every command that starts containers: `smoke`
 //! (and `release`, which runs the smoke checks on its images), `dev`, `up` and the browser test
-//! (`e2e/run.mjs`, whose `e2e/owned.mjs` writes the same labels as [`Run::labels`]).
+//! (`tests/e2e/run.mjs`, whose `tests/e2e/owned.mjs` writes the same labels as [`Run::labels`]).
 //!
 //! - A run has an id, `<start, hex>-<pid>`, and every container, network and volume it makes
 //!   carries the labels [`OWNER`] (its kind), [`RUN`], [`PID`], [`STARTED`] and [`KEEP`].
@@ -54,7 +54,7 @@ pub enum Kind {
     Dev,
     /// `cargo xtask up`: a compose project.
     Up,
-    /// The browser test, `e2e/run.mjs`.
+    /// The browser test, `tests/e2e/run.mjs`.
     E2e,
 }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test of the project in one command, on a fresh machine too. It
 //! starts what the tests need (the Docker engine), then runs the Rust tests (unit tests and the
 //! integration tests that drive the real engine), the backend's pytest suite, and the end-to-end
-//! test of the running stack in headless Chromium (`e2e/`).
+//! test of the running stack in headless Chromium (`tests/e2e/`).
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -70,7 +70,7 @@ impl TestCmd {
                 } else {
                     eprintln!("error: end-to-end test: {err:#}");
                 }
-                failed.push("end-to-end test (e2e/run.mjs)");
+                failed.push("end-to-end test (tests/e2e/run.mjs)");
             }
         }
         if interrupt::interrupted() {
@@ -108,7 +108,7 @@ fn backend_venv(sh: &Shell) -> Result<()> {
 /// Where the end-to-end test leaves its screenshots (`todos.png`, `chat.png`).
 const E2E_SCREENSHOTS: &str = "target/xtask/e2e";
 
-/// The end-to-end test: `e2e/run.mjs` starts the built images, a PostgreSQL and a fake model on
+/// The end-to-end test: `tests/e2e/run.mjs` starts the built images, a PostgreSQL and a fake model on
 /// a network of its own and drives the frontend in Debian's Chromium; it cleans up after itself.
 fn e2e(sh: &Shell) -> Result<()> {
     engine::ensure(sh)?;
@@ -118,11 +118,11 @@ fn e2e(sh: &Shell) -> Result<()> {
     // A no-op when the Rust tests have just built the images; otherwise it builds them.
     let xtask = std::env::current_exe()?;
     cmd!(sh, "{xtask} build --progress quiet").run()?;
-    let lock = sh.read_file("e2e/package-lock.json")?;
-    let stamp = "e2e/node_modules/.installed-lock.json";
+    let lock = sh.read_file("tests/e2e/package-lock.json")?;
+    let stamp = "tests/e2e/node_modules/.installed-lock.json";
     if sh.read_file(stamp).ok().as_deref() != Some(lock.as_str()) {
         {
-            let _dir = sh.push_dir("e2e");
+            let _dir = sh.push_dir("tests/e2e");
             cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error")
                 .run()
                 .context("npm could not install the end-to-end test's packages")?;
@@ -135,7 +135,7 @@ fn e2e(sh: &Shell) -> Result<()> {
     // run killed outright leaves nothing once `cargo xtask test` ends.
     let root = sh.current_dir();
     owned::reap_finished(owned::Kind::E2e, &root)?;
-    let mut run = cmd!(sh, "node e2e/run.mjs")
+    let mut run = cmd!(sh, "node tests/e2e/run.mjs")
         .env("E2E_DATABASE_IMAGE", database)
         .env("E2E_SCREENSHOTS", E2E_SCREENSHOTS);
     // E2E_FRONTEND_IMAGE, E2E_BACKEND_IMAGE: each service's image, for the test to start.

@@ -1012,7 +1012,7 @@ fn down_leftovers_reaps_a_killed_browser_test_run_and_never_a_live_one() {
     // A real node process labels a network and a volume as the browser test labels its stack
     // (tests/e2e/owned.mjs), says its run id, and waits.
     let script = format!(
-        r#"import {{ runLabels }} from "{}/e2e/owned.mjs";
+        r#"import {{ runLabels }} from "{}/tests/e2e/owned.mjs";
         import {{ execFileSync }} from "node:child_process";
         const {{ run, args }} = runLabels();
         for (const what of ["network", "volume"]) execFileSync("docker", [what, "create", ...args, `todo-e2e-reaped-${{run}}`]);

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
@@ -116,23 +117,10 @@ pub fn recipe_hash_for(config: &Config, root: &Path, platform: Platform) -> Resu
 
 /// True when Docker Hub answers for this image within a few seconds.
 fn hub_answers(reference: &str) -> bool {
-    let child = std::process::Command::new("docker")
-        .args(["buildx", "imagetools", "inspect", reference])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return false };
-    let answered = engine::poll(Duration::from_secs(3), || {
-        child.try_wait()?.context("still waiting")
-    });
-    match answered {
-        Ok(status) => status.success(),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            false
-        }
-    }
+    docker(["buildx", "imagetools", "inspect", reference])
+        .timeout(Duration::from_secs(3))
+        .output()
+        .is_ok_and(|out| out.success())
 }
 
 /// Where the last `auto` decision is kept, so that a no-op build does not wait for Docker Hub.
@@ -159,7 +147,7 @@ fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)]) -> BaseMode {
     let public = choice_args(choices, BaseMode::Public, "");
     let first = public.values().next().cloned().unwrap_or_default();
     let refs: Vec<&String> = public.values().collect();
-    let mode = if images_exist(sh, &refs) || hub_answers(&first) {
+    let mode = if images_exist(&refs) || hub_answers(&first) {
         BaseMode::Public
     } else {
         BaseMode::Local
@@ -177,7 +165,7 @@ fn decide_auto(sh: &Shell, choices: &[(&str, &BaseChoice)]) -> BaseMode {
 }
 
 /// True when every reference names an image in the engine's store (one `docker` call).
-fn images_exist<S: AsRef<str>>(sh: &Shell, references: &[S]) -> bool {
+fn images_exist<S: AsRef<str>>(references: &[S]) -> bool {
     let refs: Vec<&str> = references.iter().map(AsRef::as_ref).collect();
     let answers: Option<Vec<bool>> = refs
         .iter()
@@ -187,12 +175,10 @@ fn images_exist<S: AsRef<str>>(sh: &Shell, references: &[S]) -> bool {
         return answers.iter().all(|&found| found);
     }
     let format = "--format={{.Id}}";
-    cmd!(sh, "docker image inspect {format} {refs...}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
+    docker(["image", "inspect", format])
+        .args(refs)
+        .output()
+        .is_ok_and(|out| out.success())
 }
 
 /// Decides the mode (`auto` becomes public or local) and makes sure the local bases exist.
@@ -263,7 +249,7 @@ fn combine(sh: &Shell, refs: &[(Platform, &str)]) -> Result<String> {
         "{repository}:multi-{:012x}",
         hasher.finish() & 0xffff_ffff_ffff
     );
-    if images_exist(sh, &[&tag]) {
+    if images_exist(&[&tag]) {
         return Ok(tag);
     }
     let dir = format!("{WORK_DIR}/combine");
@@ -408,7 +394,7 @@ fn build_missing(
     let missing: Vec<&str> = targets
         .iter()
         .copied()
-        .filter(|t| !images_exist(sh, &[local_ref(t, &current.identity)]))
+        .filter(|t| !images_exist(&[local_ref(t, &current.identity)]))
         .collect();
     if !missing.is_empty() {
         build_local(sh, config, current, &missing)?;
@@ -490,23 +476,13 @@ fn labelled(key: &str, value: &str) -> Result<Vec<Found>> {
             .collect());
     }
     let label = format!("label={key}={value}");
-    let out = std::process::Command::new("docker")
-        .args(["image", "ls", "--quiet", "--no-trunc", "--filter", &label])
-        .output()
-        .context("cannot run docker image ls")?;
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let out = docker(["image", "ls", "--quiet", "--no-trunc", "--filter", &label]).output()?;
+    let ids: Vec<String> = out.stdout.split_whitespace().map(str::to_string).collect();
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let out = std::process::Command::new("docker")
-        .args(["image", "inspect"])
-        .args(&ids)
-        .output()
-        .context("cannot run docker image inspect")?;
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let out = docker(["image", "inspect"]).args(&ids).output()?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout)?;
     Ok(list
         .iter()
         .map(|i| Found {
@@ -633,14 +609,15 @@ pub struct LocalBase {
 /// The Debian packages an image holds: its dpkg database, or the `status.d` records of a base
 /// without one. Read with `docker cp`, so that images without a shell answer too.
 fn packages_of(reference: &str) -> Result<Vec<Package>> {
-    let id = stack_docker(&["create", reference])?;
+    let id = docker(["create", reference]).read()?;
     let dir = std::env::temp_dir().join(format!("xtask-dpkg-{}-{}", std::process::id(), &id[..12]));
-    let copied = stack_docker(&[
+    let copied = docker([
         "cp",
         &format!("{id}:/var/lib/dpkg"),
         &dir.display().to_string(),
-    ]);
-    let _ = stack_docker(&["rm", &id]);
+    ])
+    .read();
+    let _ = docker(["rm", &id]).read();
     copied.with_context(|| format!("{reference} has no /var/lib/dpkg"))?;
     let mut text = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(dir.join("status.d")) {
@@ -654,17 +631,6 @@ fn packages_of(reference: &str) -> Result<Vec<Package>> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(debian::parse_records(&text))
-}
-
-fn stack_docker(args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Every local base of one identity, with its packages.
@@ -857,7 +823,7 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
         (ARCHIVE_LABEL, current.archive.as_str()),
     ];
     let debian = local_ref(&format!("debian-{}", b.debian_suite), hash);
-    if !images_exist(sh, &[&debian]) {
+    if !images_exist(&[&debian]) {
         engine::ensure_program(sh, "mmdebstrap", "mmdebstrap")?;
         let excludes = b.dockerfile.with_file_name("dpkg-excludes.cfg");
         let tarball = format!("{WORK_DIR}/debian-{hash}.tar");
@@ -947,12 +913,14 @@ fn build_local(sh: &Shell, config: &Config, current: &Current, targets: &[&str])
     let bake_path = format!("{WORK_DIR}/bake-{hash}.json");
     sh.write_file(&bake_path, serde_json::to_string_pretty(&bake)?)?;
     let log = format!("{WORK_DIR}/bake-{hash}.log");
-    let output = cmd!(sh, "docker buildx bake --progress=plain --file {bake_path}")
-        .quiet()
-        .ignore_status()
+    let output = docker(["buildx", "bake", "--progress=plain", "--file", &bake_path])
+        .dir(sh.current_dir())
         .output()?;
-    sh.write_file(&log, [output.stdout, output.stderr].concat())?;
-    if !output.status.success() {
+    sh.write_file(
+        &log,
+        [output.stdout.as_str(), output.stderr.as_str()].concat(),
+    )?;
+    if !output.success() {
         anyhow::bail!(
             "the local base images for {} did not build: see {log}",
             platform.docker()

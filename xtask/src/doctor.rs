@@ -205,12 +205,9 @@ impl DoctorCmd {
             let local = bases::base_args(&images, BaseMode::Local, &hash);
             let present = server.is_some()
                 && local.values().all(|r| {
-                    cmd!(sh, "docker image inspect {r}")
-                        .quiet()
-                        .ignore_stdout()
-                        .ignore_stderr()
-                        .run()
-                        .is_ok()
+                    crate::docker::docker(["image", "inspect", r])
+                        .output()
+                        .is_ok_and(|out| out.success())
                 });
             lines.push(Line {
                 name: "local bases",

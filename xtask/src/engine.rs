@@ -150,18 +150,16 @@ fn current_context() -> Option<String> {
 /// The engine address of a named context, asked of the CLI (only when a context other than the
 /// default is in force, so the usual case spends no process on it).
 fn context_host(name: &str) -> Option<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "context",
-            "inspect",
-            name,
-            "--format",
-            "{{.Endpoints.docker.Host}}",
-        ])
-        .output()
-        .ok()?;
-    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !host.is_empty()).then_some(host)
+    crate::docker::docker([
+        "context",
+        "inspect",
+        name,
+        "--format",
+        "{{.Endpoints.docker.Host}}",
+    ])
+    .read()
+    .ok()
+    .filter(|host| !host.is_empty())
 }
 
 /// A GET on the engine's API socket: (HTTP status, body). It takes about a millisecond where a

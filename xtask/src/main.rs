@@ -9,6 +9,7 @@ mod config;
 mod debian;
 mod deploy;
 mod dev;
+mod docker;
 mod doctor;
 mod engine;
 mod env;

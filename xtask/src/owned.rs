@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::dev::stack::{docker, inspect_containers};
+use crate::dev::stack::inspect_containers;
+use crate::docker::docker;
 use crate::interrupt;
 
 /// The label every container, network and volume a run makes carries, valued with its kind...
@@ -182,18 +183,24 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// run `id`, in that order (a network or volume in use cannot go).
 pub fn remove_run(id: &str) {
     let filter = format!("label={RUN}={id}");
-    if let Ok(ids) = docker(&["ps", "--all", "--quiet", "--filter", &filter]) {
+    if let Ok(ids) = docker(["ps", "--all", "--quiet", "--filter", &filter])
+        .cleanup()
+        .read()
+    {
         let ids: Vec<&str> = lines(&ids).collect();
         if !ids.is_empty() {
             let mut args = vec!["rm", "--force", "--volumes"];
             args.extend(ids);
-            let _ = docker(&args);
+            let _ = docker(&args).cleanup().read();
         }
     }
     for (what, quiet) in [("network", "--quiet"), ("volume", "--quiet")] {
-        if let Ok(ids) = docker(&[what, "ls", quiet, "--filter", &filter]) {
+        if let Ok(ids) = docker([what, "ls", quiet, "--filter", &filter])
+            .cleanup()
+            .read()
+        {
             for id in lines(&ids) {
-                let _ = docker(&[what, "rm", id]);
+                let _ = docker([what, "rm", id]).cleanup().read();
             }
         }
     }
@@ -215,7 +222,7 @@ pub fn reap(kind: Kind, root: &Path, before: Option<u64>) -> Result<Vec<String>>
         &["volume", "ls"][..],
     ] {
         let args = [list, &["--filter", &filter, "--format", &format]].concat();
-        found.push_str(&docker(&args)?);
+        found.push_str(&docker(&args).cleanup().read()?);
         found.push('\n');
     }
     let now = now_seconds();
@@ -427,28 +434,33 @@ impl Leftovers {
 pub fn leftovers(project: &str) -> Result<Leftovers> {
     let filter = format!("label=com.docker.compose.project={project}");
     let list = |s: String| -> Vec<String> { lines(&s).map(String::from).collect() };
-    let containers = list(docker(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--no-trunc",
-        "--filter",
-        &filter,
-    ])?);
-    let mut volumes = list(docker(&["volume", "ls", "--quiet", "--filter", &filter])?);
+    let containers = list(
+        docker(["ps", "--all", "--quiet", "--no-trunc", "--filter", &filter])
+            .cleanup()
+            .read()?,
+    );
+    let mut volumes = list(
+        docker(["volume", "ls", "--quiet", "--filter", &filter])
+            .cleanup()
+            .read()?,
+    );
     for entry in inspect_containers(&containers)? {
         volumes.extend(entry.volumes);
     }
     volumes.sort();
     volumes.dedup();
-    let networks = list(docker(&[
-        "network",
-        "ls",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Name}}",
-    ])?);
+    let networks = list(
+        docker([
+            "network",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ])
+        .cleanup()
+        .read()?,
+    );
     Ok(Leftovers {
         containers,
         networks,
@@ -494,13 +506,13 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
                 rm.push("--volumes");
             }
             rm.push(id);
-            let _ = docker(&rm);
+            let _ = docker(&rm).cleanup().read();
         }
         for network in &left.networks {
-            let _ = docker(&["network", "rm", network]);
+            let _ = docker(["network", "rm", network]).cleanup().read();
         }
         for volume in &left.volumes {
-            let _ = docker(&["volume", "rm", "--force", volume]);
+            let _ = docker(["volume", "rm", "--force", volume]).cleanup().read();
         }
     };
     let left = remaining()?;
@@ -513,7 +525,10 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
     for name in take_unanswered(project) {
         let begin = std::time::Instant::now();
         while begin.elapsed() < LATE_CREATE_WAIT {
-            if let Ok(id) = docker(&["container", "inspect", "--format", "{{.Id}}", &name]) {
+            if let Ok(id) = docker(["container", "inspect", "--format", "{{.Id}}", &name])
+                .cleanup()
+                .read()
+            {
                 remove(&Leftovers {
                     containers: vec![id.trim().to_string()],
                     ..Default::default()

@@ -184,13 +184,9 @@ pub fn make(
         .flatten()
         .map(|(id, _)| id)
         .or_else(|| {
-            let out = Command::new("docker")
-                .args(["image", "inspect", "--format={{.Id}}", reference])
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            crate::docker::docker(["image", "inspect", "--format={{.Id}}", reference])
+                .read()
+                .ok()
         })
         .with_context(|| {
             format!("there is no image {reference}: build it with `cargo xtask build`")

@@ -41,10 +41,8 @@ pub fn store() -> Store {
             Some((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
                 .map(|info| info["DriverStatus"].to_string())
                 .unwrap_or_default(),
-            _ => std::process::Command::new("docker")
-                .args(["info", "--format", "{{json .DriverStatus}}"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            _ => crate::docker::docker(["info", "--format", "{{json .DriverStatus}}"])
+                .read()
                 .unwrap_or_default(),
         };
         if status.contains("io.containerd.snapshotter") {

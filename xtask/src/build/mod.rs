@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::bases::{self, ResolvedBases};
 use crate::config::{BaseMode, Config};
@@ -486,7 +486,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         .iter()
         .flat_map(|i| i.tags.iter().map(String::as_str))
         .collect();
-    let tags_before = inspect_tags(sh, &all_tags);
+    let tags_before = inspect_tags(&all_tags);
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut children: Vec<Option<Child>> = Vec::new();
@@ -494,6 +494,9 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
     for (index, image) in plan.images.iter().enumerate() {
         // buildx writes a new one only when the build succeeds: an old one must not name an image.
         let _ = std::fs::remove_file(sh.current_dir().join(&image.metadata_file));
+        // Its own child, not the runner's (crate::docker::run): the build's stderr is a stream
+        // of progress events read line by line while it runs, and `engine::buildx` may run the
+        // buildx plugin directly, without the `docker` front end the runner calls.
         let mut child = crate::engine::buildx()
             .args(&image.buildx_args()[1..])
             // buildx would otherwise run about a dozen git commands per build to describe the
@@ -569,7 +572,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
         .map(|(i, _)| built_reference(sh, i))
         .collect();
     let built: Vec<&str> = built.iter().map(String::as_str).collect();
-    let mut inspected = inspect_tags(sh, &built).into_iter();
+    let mut inspected = inspect_tags(&built).into_iter();
     let mut before = tags_before.into_iter();
     let images = plan
         .images
@@ -586,7 +589,7 @@ pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<Build
                 return image_result(sh, image, &stream, None, seconds, found);
             }
             let tags: Vec<&str> = image.tags.iter().map(String::as_str).collect();
-            let after: Vec<Option<String>> = inspect_tags(sh, &tags)
+            let after: Vec<Option<String>> = inspect_tags(&tags)
                 .into_iter()
                 .map(|t| t.map(|(id, _)| id))
                 .collect();
@@ -824,7 +827,7 @@ fn platform_results(mut result: ImageResult, image: &ImagePlan, id: String) -> I
 /// The id and size of each tag, in order: from the engine's API socket, else one `docker image
 /// inspect` for all of them (a no-op build is short enough that a call per image shows), else one
 /// call each to find which failed.
-fn inspect_tags(sh: &Shell, tags: &[&str]) -> Vec<Option<(String, u64)>> {
+fn inspect_tags(tags: &[&str]) -> Vec<Option<(String, u64)>> {
     let format = "--format={{.Id}}\t{{.Size}}";
     let parse = |line: &str| {
         let (id, size) = line.split_once('\t')?;
@@ -840,8 +843,8 @@ fn inspect_tags(sh: &Shell, tags: &[&str]) -> Vec<Option<(String, u64)>> {
     if let Some(answers) = answers {
         return answers;
     }
-    if let Ok(out) = cmd!(sh, "docker image inspect {format} {tags...}")
-        .quiet()
+    if let Ok(out) = crate::docker::docker(["image", "inspect", format])
+        .args(tags)
         .read()
     {
         let parsed: Vec<Option<(String, u64)>> = out.lines().map(parse).collect();
@@ -851,8 +854,7 @@ fn inspect_tags(sh: &Shell, tags: &[&str]) -> Vec<Option<(String, u64)>> {
     }
     tags.iter()
         .map(|tag| {
-            let out = cmd!(sh, "docker image inspect {format} {tag}")
-                .quiet()
+            let out = crate::docker::docker(["image", "inspect", format, tag])
                 .read()
                 .ok()?;
             parse(&out)

@@ -117,13 +117,11 @@ impl Builder {
     /// The builder named `name`, or buildx's current one (which `BUILDX_BUILDER` and `docker
     /// buildx use` choose).
     pub fn inspect(name: Option<&str>) -> Result<Builder> {
-        let out = std::process::Command::new("docker")
-            .args(["buildx", "inspect"])
+        let out = crate::docker::docker(["buildx", "inspect"])
             .args(name)
-            .output()
-            .context("cannot run `docker buildx inspect`")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            .output()?;
+        if !out.success() {
+            let err = out.stderr.trim();
             match name {
                 Some(name) => bail!(
                     "no buildx builder {name:?} ({err}): `docker buildx ls` lists the builders; a \
@@ -133,7 +131,7 @@ impl Builder {
                 None => bail!("buildx has no current builder: {err}"),
             }
         }
-        Ok(parse_inspect(&String::from_utf8_lossy(&out.stdout)))
+        Ok(parse_inspect(&out.stdout))
     }
 
     /// Whether the builder is an engine's own BuildKit (the `docker` driver).
@@ -144,14 +142,8 @@ impl Builder {
 
 /// Every builder buildx knows, as (name, driver); Docker contexts are among them.
 pub fn builders() -> Result<Vec<(String, String)>> {
-    let out = std::process::Command::new("docker")
-        .args(["buildx", "ls", "--format", "json"])
-        .output()
-        .context("cannot run `docker buildx ls`")?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(parse_ls(&String::from_utf8_lossy(&out.stdout)))
+    let out = crate::docker::docker(["buildx", "ls", "--format", "json"]).read()?;
+    Ok(parse_ls(&out))
 }
 
 /// `docker buildx ls --format json` prints one JSON object per builder and line (buildx 0.13

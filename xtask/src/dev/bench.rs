@@ -18,6 +18,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::docker::docker;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
@@ -119,11 +120,10 @@ fn script(
     let warm = wait(Duration::from_secs(180), || {
         let id = container(project, "backend")?;
         Some(
-            std::process::Command::new("docker")
-                .args(["logs", &id])
+            docker(["logs", &id])
                 .output()
                 .ok()
-                .filter(|o| String::from_utf8_lossy(&o.stdout).contains("reloads are warm"))
+                .filter(|o| o.stdout.contains("reloads are warm"))
                 .is_some(),
         )
         .filter(|w| *w)
@@ -230,7 +230,7 @@ fn script(
 
 /// The id of a service's running container.
 fn container(project: &str, service: &str) -> Option<String> {
-    let out = stack::docker(&[
+    let out = docker([
         "ps",
         "--quiet",
         "--no-trunc",
@@ -239,6 +239,7 @@ fn container(project: &str, service: &str) -> Option<String> {
         "--filter",
         &format!("label=com.docker.compose.service={service}"),
     ])
+    .read()
     .ok()?;
     out.lines().next().map(String::from)
 }

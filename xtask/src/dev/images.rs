@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use xshell::Shell;
@@ -104,7 +105,8 @@ pub fn ensure_prod(
     let missing: Vec<&str> = images
         .iter()
         .filter(|i| {
-            crate::dev::stack::docker(&["image", "inspect", &format!("{}:latest", i.image)])
+            docker(["image", "inspect", &format!("{}:latest", i.image)])
+                .read()
                 .is_err()
         })
         .map(|i| i.service.as_str())

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use xshell::Shell;
@@ -346,26 +347,27 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     let mut guard = owned::Guard::project(&stack.project, false);
     let timeout = args.timeout.to_string();
     let up = [&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat();
-    let mut out = stack.output(&up)?;
-    if let Some((name, id)) = stack::conflicting_container(
-        &stack.project,
-        &stack.services,
-        &String::from_utf8_lossy(&out.stderr),
-    ) {
+    // Waited for through Ctrl-C: what a stopped `up` wrote names the creates it left.
+    let up = stack.compose(&up)?;
+    let (mut out, mut stopped) = up.start()?.wait_or_stop()?;
+    if let Some((name, id)) =
+        stack::conflicting_container(&stack.project, &stack.services, &out.stderr)
+            .filter(|_| !stopped)
+    {
         stack::remove_late_container(
             &stack.project,
             &name,
             &id,
             Duration::from_secs(args.timeout),
         )?;
-        out = stack.output(&up)?;
+        (out, stopped) = up.start()?.wait_or_stop()?;
     }
-    owned::note_unanswered(&String::from_utf8_lossy(&out.stderr));
-    if interrupt::interrupted() {
+    owned::note_unanswered(&out.stderr);
+    if stopped || interrupt::interrupted() {
         return Err(interrupt::Interrupted.into());
     }
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let stderr = out.stderr.trim().to_string();
         if let Some(why) = explain_bind_error(&stderr) {
             bail!("{why}; the production stack did not start and has been removed");
         }
@@ -442,8 +444,8 @@ fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> 
         // The real `up` reports the same failure, in full.
         return Ok(());
     }
-    let mut printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    printed.push_str(&String::from_utf8_lossy(&out.stderr));
+    let mut printed = out.stdout.clone();
+    printed.push_str(&out.stderr);
     let recreated: Vec<&String> = stack
         .services
         .iter()
@@ -470,7 +472,8 @@ fn announce_changes(stack: &Stack, containers: &[stack::PsEntry]) -> Result<()> 
         let image = services[service.as_str()]["image"]
             .as_str()
             .unwrap_or_default();
-        let image_id = stack::docker(&["image", "inspect", "--format", "{{.Id}}", image])
+        let image_id = docker(["image", "inspect", "--format", "{{.Id}}", image])
+            .read()
             .map(|id| id.trim().to_string())
             .unwrap_or_default();
         let depends: Vec<&str> = services[service.as_str()]["depends_on"]
@@ -548,7 +551,7 @@ fn up_db_password(stack: &Stack, containers: &[stack::PsEntry]) -> Result<String
     let volume = stack::db_volume(&stack.project);
     let password = match running_db_password(containers) {
         Some(password) => password,
-        None if stack::docker(&["volume", "inspect", &volume]).is_ok() => bail!(
+        None if docker(["volume", "inspect", &volume]).read().is_ok() => bail!(
             "the local database's volume {volume} exists, but its password ({}) is gone, so its \
              data cannot be reached: restore that file, or remove the database with `cargo \
              xtask down --volumes` (its users and todos are lost) and run `up` again",
@@ -918,12 +921,13 @@ fn local_database_url(password: &str) -> String {
 /// The password of the local database of a stack that runs, from its container's environment.
 fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
     let db = containers.iter().find(|c| c.service == "db")?;
-    let env = stack::docker(&[
+    let env = docker([
         "inspect",
         "--format",
         "{{range .Config.Env}}{{println .}}{{end}}",
         &db.id,
     ])
+    .read()
     .ok()?;
     env.lines()
         .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD="))
@@ -933,25 +937,9 @@ fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
 /// Starts the stack detached and shows one status line per service until every one is healthy;
 /// a service that fails ends it with that service's last log lines.
 fn start(stack: &Stack, timeout: Duration) -> Result<()> {
-    use std::io::Read;
     let mut board = Board::new(&stack.services);
-    let spawn = || -> Result<_> {
-        let mut child = stack
-            .command()?
-            .args(COMPOSE_UP)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("cannot run `docker compose up`")?;
-        let mut stderr = child.stderr.take().context("no stderr")?;
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Ok((child, reader))
-    };
-    let (mut child, mut reader) = spawn()?;
+    let up = stack.compose(COMPOSE_UP)?;
+    let mut child = up.start()?;
     let mut retried = false;
     let begin = Instant::now();
     let mut exited = None;
@@ -960,7 +948,10 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
             break Err(interrupt::Interrupted.into());
         }
         if exited.is_none() {
-            exited = child.try_wait()?;
+            match child.try_wait() {
+                Ok(out) => exited = out,
+                Err(e) => break Err(e),
+            }
         }
         let containers = stack.ps()?;
         board.update(&containers);
@@ -974,26 +965,19 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
                 "{service} {why}; its last log lines:\n{logs}"
             ));
         }
-        if let Some(status) = exited {
-            if !status.success() {
-                let _ = child.wait();
-                let text = std::mem::replace(&mut reader, std::thread::spawn(String::new))
-                    .join()
-                    .unwrap_or_default();
+        if let Some(out) = &exited {
+            if !out.success() {
                 if let Some((name, id)) =
-                    stack::conflicting_container(&stack.project, &stack.services, &text)
+                    stack::conflicting_container(&stack.project, &stack.services, &out.stderr)
                         .filter(|_| !retried)
                 {
                     retried = true;
                     stack::remove_late_container(&stack.project, &name, &id, timeout)?;
-                    (child, reader) = spawn()?;
+                    child = up.start()?;
                     exited = None;
                     continue;
                 }
-                break Err(anyhow::anyhow!(
-                    "`docker compose up` failed: {}",
-                    text.trim()
-                ));
+                break Err(up.failed(out).into());
             }
             if board.all_healthy() {
                 break Ok(());
@@ -1009,11 +993,9 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     };
     board.clear();
     if exited.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
         // What compose said up to its end names the creates it sent and saw no answer to: the
         // stack's removal waits for those to land.
-        owned::note_unanswered(&reader.join().unwrap_or_default());
+        owned::note_unanswered(&child.stop());
     }
     result
 }
@@ -1021,12 +1003,11 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
 /// The last lines a container logged.
 fn last_logs(id: &str, lines: usize) -> String {
     let tail = lines.to_string();
-    std::process::Command::new("docker")
-        .args(["logs", "--tail", &tail, id])
+    docker(["logs", "--tail", &tail, id])
         .output()
         .map(|o| {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            let mut text = o.stdout;
+            text.push_str(&o.stderr);
             text.lines()
                 .map(|l| format!("  | {l}"))
                 .collect::<Vec<_>>()

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::docker::docker;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
@@ -637,7 +638,7 @@ impl<'a> Session<'a> {
             .flat_map(|c| c.volumes)
             .collect();
         for volume in old_volumes.iter().filter(|v| !in_use.contains(v)) {
-            let _ = super::stack::docker(&["volume", "rm", volume]);
+            let _ = docker(["volume", "rm", volume]).read();
         }
         if let Err(err) = recreated {
             eprintln!("dev: recreating {} failed: {err:#}", services.join(" and "));
@@ -757,6 +758,8 @@ impl<'a> Session<'a> {
         if let Some((_, children)) = self.followers.remove(service) {
             stop(children);
         }
+        // Its own child, not the runner's: both of its outputs are read line by line, as they
+        // come, for as long as the container runs, and it ends when the follower is stopped.
         let mut child = Command::new("docker")
             .args(["logs", "--follow", &container.id])
             .stdin(Stdio::null())
@@ -811,10 +814,10 @@ fn stop(children: Vec<Child>) {
 pub(super) fn services_config(stack: &Stack) -> Result<serde_json::Value> {
     let out = stack.output(&["config", "--format", "json"])?;
     if !out.status.success() {
-        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!("{}", out.stderr.trim());
     }
     let config: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("`docker compose config` printed no JSON")?;
+        serde_json::from_str(&out.stdout).context("`docker compose config` printed no JSON")?;
     Ok(config["services"].clone())
 }
 

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
+use crate::docker::run::{docker, Output, Run};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
@@ -127,55 +127,44 @@ impl Stack {
         self.vars.get(name).map(String::as_str)
     }
 
-    /// `docker compose -p PROJECT --env-file FILE -f ... ` with the stack's environment.
-    pub fn command(&self) -> Result<Command> {
-        let mut cmd = Command::new("docker");
-        cmd.arg("compose")
-            .arg("--project-name")
-            .arg(&self.project)
-            .arg("--env-file")
-            .arg(&self.env_file);
+    /// `docker compose -p PROJECT --env-file FILE -f ... ARGS` with the stack's environment.
+    pub fn compose<I, S>(&self, args: I) -> Result<Run>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut run =
+            docker(["compose", "--project-name", &self.project, "--env-file"]).arg(&self.env_file);
         for file in &self.files {
-            cmd.arg("--file").arg(self.root.join(file));
+            run = run.arg("--file").arg(self.root.join(file));
         }
         for file in &self.files {
             let text = std::fs::read_to_string(self.root.join(file))
                 .with_context(|| format!("cannot read {file}"))?;
             for name in interpolated_vars(&text) {
-                cmd.env_remove(name);
+                run = run.env_remove(name);
             }
         }
-        cmd.envs(&self.vars)
-            .current_dir(&self.root)
-            .stdin(Stdio::null());
-        Ok(cmd)
+        for (name, value) in &self.vars {
+            run = run.env(name, value);
+        }
+        Ok(run.args(args).dir(&self.root))
     }
 
     /// Runs `docker compose ARGS` to the end and returns its output, whatever its status.
     pub fn output(&self, args: &[&str]) -> Result<Output> {
-        self.command()?
-            .args(args)
-            .output()
-            .context("cannot run `docker compose`")
+        self.compose(args)?.output()
     }
 
     /// Runs `docker compose ARGS`; on failure the error is compose's own message (which names
     /// variables, never their values).
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self.output(args)?;
-        if !out.status.success() {
-            bail!(
-                "`docker compose {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.compose(args)?.read()
     }
 
     /// The state of every container of the project.
     pub fn ps(&self) -> Result<Vec<PsEntry>> {
-        let out = docker(&[
+        let out = docker([
             "ps",
             "--all",
             "--no-trunc",
@@ -183,7 +172,8 @@ impl Stack {
             &format!("label=com.docker.compose.project={}", self.project),
             "--format",
             "{{json .}}",
-        ])?;
+        ])
+        .read()?;
         let ids: Vec<String> = out
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -273,18 +263,22 @@ struct InspectMount {
 
 /// Reads `docker inspect` of containers into [`PsEntry`]s; containers gone meanwhile are skipped.
 pub fn inspect_containers(ids: &[String]) -> Result<Vec<PsEntry>> {
+    inspect_with(ids, false)
+}
+
+/// [`inspect_containers`], as a clean-up's call when `cleanup` (see `Run::cleanup`).
+fn inspect_with(ids: &[String], cleanup: bool) -> Result<Vec<PsEntry>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let mut args = vec!["inspect".to_string()];
-    args.extend(ids.iter().cloned());
-    let out = Command::new("docker")
-        .args(&args)
-        .output()
-        .context("cannot run `docker inspect`")?;
+    let mut run = docker(["inspect"]).args(ids);
+    if cleanup {
+        run = run.cleanup();
+    }
     // A container removed between `ps` and `inspect` makes inspect fail for it only; the others
     // are still printed.
-    let parsed: Vec<Inspect> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let out = run.output()?;
+    let parsed: Vec<Inspect> = serde_json::from_str(&out.stdout).unwrap_or_default();
     Ok(parsed.into_iter().map(PsEntry::from).collect())
 }
 
@@ -324,23 +318,6 @@ impl From<Inspect> for PsEntry {
     }
 }
 
-/// Runs `docker ARGS` and returns stdout; the error carries docker's message.
-pub fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run `docker`")?;
-    if !out.status.success() {
-        bail!(
-            "`docker {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The container a failed `compose up` names in an engine's "Conflict. The container name
 /// \"/NAME\" is already in use by container \"ID\"", when NAME is one compose gives a container
 /// of this project (`PROJECT-SERVICE-N`). A `compose up` stopped by Ctrl-C can leave such a create request in the
@@ -375,13 +352,15 @@ pub fn remove_late_container(
 ) -> Result<()> {
     let begin = std::time::Instant::now();
     let label = loop {
-        match docker(&[
+        match docker([
             "container",
             "inspect",
             "--format",
             "{{index .Config.Labels \"com.docker.compose.project\"}}",
             id,
-        ]) {
+        ])
+        .read()
+        {
             Ok(label) => break label.trim().to_string(),
             Err(e) if begin.elapsed() > wait => {
                 return Err(e).context(format!("container {name} holds a name of this stack"))
@@ -395,7 +374,7 @@ pub fn remove_late_container(
              remove or rename it"
         );
     }
-    docker(&["rm", "--force", id])?;
+    docker(["rm", "--force", id]).read()?;
     eprintln!("removed container {name}, which a stopped run of this stack created late");
     Ok(())
 }

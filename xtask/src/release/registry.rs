@@ -3,13 +3,12 @@
 //! `docker pull` move images. Both take credentials from Docker's login/credential store, so this
 //! code never sees, holds or prints one.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::plan::Remote;
+use crate::docker::run::Output;
 
 /// How long one registry question may take before the registry counts as unreachable.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,7 +63,6 @@ pub fn classify(stderr: &str) -> Option<Failure> {
         "server gave http response to https client",
         "tls: ",
         "x509:",
-        "did not answer within",
     ];
     let refused = [
         "401 unauthorized",
@@ -83,84 +81,31 @@ pub fn classify(stderr: &str) -> Option<Failure> {
     }
 }
 
-/// The output of a finished docker command.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// Whether a docker call ends when Ctrl-C is pressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnCtrlC {
-    /// It is killed (an upload the release may drop).
+    /// It is stopped, and the call reports Ctrl-C (an upload the release may drop).
     Stop,
-    /// It runs to its end (a question, or a push that must not be cut off halfway).
+    /// It runs to its end (a question, or a push that must not be cut off halfway): the
+    /// release decides what stops, and a push it lets finish is not cut off after the registry
+    /// stored it but before we knew.
     Finish,
 }
 
-/// Runs `docker ARGS`, killing it after `timeout` (or on Ctrl-C with [`OnCtrlC::Stop`]); stdin
-/// is closed so nothing can prompt. Each call runs in a process group of its own, so a
-/// terminal's Ctrl-C, which reaches the whole foreground group, never kills it halfway: the
-/// release decides what stops, and a push it lets finish is not cut off after the registry
-/// stored it but before we knew.
+/// Runs `docker ARGS`, stopped after `timeout`; its output whatever its exit status.
 fn docker(args: &[&str], timeout: Duration) -> Result<Output> {
     docker_until(args, timeout, OnCtrlC::Finish)
 }
 
+/// [`docker`], stopped on Ctrl-C with [`OnCtrlC::Stop`] (the runner then reports it as
+/// `interrupt::Interrupted`). Each call runs in a process group of its own (see
+/// `crate::docker::run`), so a terminal's Ctrl-C never kills it halfway by itself.
 fn docker_until(args: &[&str], timeout: Duration, on_ctrl_c: OnCtrlC) -> Result<Output> {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new("docker")
-        .args(args)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run docker")?;
-    let mut out = child.stdout.take().context("no stdout from docker")?;
-    let mut err = child.stderr.take().context("no stderr from docker")?;
-    // Both pipes are drained on their own threads, so a chatty child never blocks on a full one.
-    let stdout = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        let stopped = on_ctrl_c == OnCtrlC::Stop && crate::interrupt::interrupted();
-        if start.elapsed() > timeout || stopped {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let mut stderr = stderr.join().unwrap_or_default();
-    if status.is_none() {
-        let program = args.first().unwrap_or(&"");
-        stderr.push_str(&match start.elapsed() > timeout {
-            true => format!(
-                "\ndocker {program} did not answer within {} s",
-                timeout.as_secs()
-            ),
-            false => format!("\ndocker {program} was stopped by Ctrl-C"),
-        });
+    let run = crate::docker::docker(args).timeout(timeout);
+    match on_ctrl_c {
+        OnCtrlC::Stop => run.output(),
+        OnCtrlC::Finish => run.cleanup().output(),
     }
-    Ok(Output {
-        ok: status.is_some_and(|s| s.success()),
-        stdout,
-        stderr,
-    })
 }
 
 /// What the registry holds under `reference`: absent, or the manifest's digest and the image's
@@ -171,8 +116,12 @@ pub fn inspect(reference: &str) -> Result<Remote, Failure> {
         &["buildx", "imagetools", "inspect", format, reference],
         QUERY_TIMEOUT,
     )
-    .map_err(|e| Failure::Other(format!("{e:#}")))?;
-    if !out.ok {
+    .map_err(|e| match e.downcast_ref::<crate::docker::Failed>() {
+        // A registry that takes this long to answer one question counts as unreachable.
+        Some(failed) if failed.timed_out() => Failure::Unreachable(failed.to_string()),
+        _ => Failure::Other(format!("{e:#}")),
+    })?;
+    if !out.success() {
         return match classify(&out.stderr) {
             None => Ok(Remote::Absent),
             Some(failure) => Err(failure),
@@ -204,7 +153,7 @@ pub fn raw_manifest(reference: &str) -> Result<serde_json::Value> {
         &["buildx", "imagetools", "inspect", "--raw", reference],
         QUERY_TIMEOUT,
     )?;
-    if !out.ok {
+    if !out.success() {
         bail!("cannot read {reference} back: {}", out.stderr.trim());
     }
     serde_json::from_str(&out.stdout).with_context(|| format!("the manifest of {reference}"))
@@ -213,7 +162,7 @@ pub fn raw_manifest(reference: &str) -> Result<serde_json::Value> {
 /// Pushes one local reference and returns the digest the registry stored it under.
 pub fn push(reference: &str, on_ctrl_c: OnCtrlC) -> Result<String> {
     let out = docker_until(&["push", reference], PUSH_TIMEOUT, on_ctrl_c)?;
-    if !out.ok {
+    if !out.success() {
         let detail = out
             .stderr
             .lines()
@@ -240,7 +189,7 @@ pub fn pushed_digest(stdout: &str) -> Option<String> {
 /// Pulls `repository@digest` and returns the image id it resolves to.
 pub fn pull(pinned: &str, on_ctrl_c: OnCtrlC) -> Result<String> {
     let out = docker_until(&["pull", "--quiet", pinned], PUSH_TIMEOUT, on_ctrl_c)?;
-    if !out.ok {
+    if !out.success() {
         bail!("cannot pull {pinned}: {}", out.stderr.trim());
     }
     image_id(pinned)
@@ -252,7 +201,7 @@ pub fn image_id(reference: &str) -> Result<String> {
         &["image", "inspect", "--format={{.Id}}", reference],
         QUERY_TIMEOUT,
     )?;
-    if !out.ok {
+    if !out.success() {
         bail!("no local image {reference}: {}", out.stderr.trim());
     }
     Ok(out.stdout.trim().to_string())
@@ -262,7 +211,7 @@ pub fn image_id(reference: &str) -> Result<String> {
 pub fn local_image(id: &str) -> Result<(u64, serde_json::Value, Vec<String>)> {
     let format = "--format={{.Size}}\t{{json .Config.Labels}}\t{{json .RepoDigests}}";
     let out = docker(&["image", "inspect", format, id], QUERY_TIMEOUT)?;
-    if !out.ok {
+    if !out.success() {
         bail!("cannot inspect the image {id}: {}", out.stderr.trim());
     }
     let mut parts = out.stdout.trim().splitn(3, '\t');
@@ -276,7 +225,7 @@ pub fn local_image(id: &str) -> Result<(u64, serde_json::Value, Vec<String>)> {
 /// Points a local reference at an image.
 pub fn tag(id: &str, reference: &str) -> Result<()> {
     let out = docker(&["tag", id, reference], QUERY_TIMEOUT)?;
-    if !out.ok {
+    if !out.success() {
         bail!("cannot tag {id} as {reference}: {}", out.stderr.trim());
     }
     Ok(())
@@ -313,10 +262,6 @@ mod tests {
                  authorization: authorization failed: no basic auth credentials"
             ),
             Some(Failure::Credentials(_))
-        ));
-        assert!(matches!(
-            classify("docker buildx did not answer within 30 s"),
-            Some(Failure::Unreachable(_))
         ));
         assert!(matches!(
             classify("ERROR: something new"),

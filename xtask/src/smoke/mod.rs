@@ -28,9 +28,9 @@ pub use report::SmokeReport;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::Shell;
@@ -260,12 +260,14 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
 }
 
 fn inspect_image(reference: &str) -> Result<serde_json::Value> {
-    let out = stack::docker(&["image", "inspect", reference]).with_context(|| {
-        format!(
+    let out = docker(["image", "inspect", reference])
+        .read()
+        .with_context(|| {
+            format!(
             "there is no image {reference}: build it with `cargo xtask build`, or name another \
              with --image SERVICE=REF"
         )
-    })?;
+        })?;
     let mut all: serde_json::Value = serde_json::from_str(&out)?;
     Ok(all[0].take())
 }
@@ -760,7 +762,7 @@ fn graceful_stop(
         &image.health_path,
         Duration::from_secs_f64(rt.start_to_healthy_seconds),
     ) {
-        let _ = stack::docker(&["rm", "--force", &replica.id]);
+        let _ = docker(["rm", "--force", &replica.id]).read();
         return Ok(row.not_checked(format!(
             "a second {service} container did not answer: {e:#}"
         )));
@@ -769,7 +771,7 @@ fn graceful_stop(
     let grace = Duration::from_secs(rt.stop_grace_seconds);
     let slow = image.slow_path.as_deref();
     let stop = probe::graceful_stop(&replica.id, port, slow, grace);
-    let _ = stack::docker(&["rm", "--force", &replica.id]);
+    let _ = docker(["rm", "--force", &replica.id]).read();
     let stop = stop?;
     let mut problems = Vec::new();
     if stop.seconds >= grace.as_secs_f64() - 0.5 {
@@ -937,36 +939,22 @@ fn secrets_row(
     needles: &[Needle],
 ) -> Result<(Row, Option<String>)> {
     let row = Row::named("image", "secrets", &image.service);
-    let mut child = Command::new("docker")
-        .args(["save", reference])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run docker save")?;
-    let stdout = child.stdout.take().context("no output from docker save")?;
+    let mut reader = docker(["save", reference]).reader()?;
     let scanned = secrets::scan_saved(
-        std::io::BufReader::with_capacity(1 << 20, stdout),
+        std::io::BufReader::with_capacity(1 << 20, &mut reader),
         needles,
         &interrupt::interrupted,
     );
-    if scanned.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait()?;
+    let out = reader.finish()?;
     if interrupt::interrupted() {
         bail!(interrupt::Interrupted);
     }
     let scan = match scanned {
-        Ok(scan) if status.success() => scan,
+        Ok(scan) if out.success() => scan,
         Ok(_) | Err(_) => {
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut stderr);
-            }
             let cause = match scanned {
                 Err(e) => format!("{e:#}"),
-                Ok(_) => stderr.trim().to_string(),
+                Ok(_) => out.stderr.trim().to_string(),
             };
             return Ok((
                 row.fail(format!("the image could not be read: {cause}")),
@@ -1003,7 +991,7 @@ fn print_kept(stack: &Stack, config: &Config) {
     );
     for image in &config.images {
         let name = format!("todo-smoke-{}-{}", stack.run_id, image.service);
-        if let Ok(out) = stack::docker(&["port", &name, &format!("{}/tcp", image.port)]) {
+        if let Ok(out) = docker(["port", &name, &format!("{}/tcp", image.port)]).read() {
             if let Some(address) = out.lines().find(|l| l.starts_with("127.0.0.1:")) {
                 eprintln!(
                     "  {:<9} http://{address}{}",

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::stack::docker;
 use crate::config::Runtime;
+use crate::docker::docker;
 
 /// One HTTP answer: status, body, and the time from connecting to the last byte.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ pub fn fetch_from(
         Runtime::Python => "-c",
     };
     let program = runtime.program();
-    let out = docker(&["exec", container, program, flag, &script])?;
+    let out = docker(["exec", container, program, flag, &script]).read()?;
     serde_json::from_str(out.lines().last().unwrap_or(""))
         .with_context(|| format!("unexpected output of {program}"))
 }
@@ -139,7 +139,7 @@ pub fn database_connect(container: &str) -> Result<f64> {
         "print(json.dumps(time.perf_counter() - start))",
     ]
     .join("\n");
-    let out = docker(&["exec", container, Runtime::Python.program(), "-c", &script])?;
+    let out = docker(["exec", container, Runtime::Python.program(), "-c", &script]).read()?;
     out.lines()
         .last()
         .and_then(|l| l.parse().ok())
@@ -155,7 +155,7 @@ pub fn idle_usage(ids: &[&str]) -> Result<Vec<(String, u64, f64)>> {
         "{{.ID}}|{{.MemUsage}}|{{.CPUPerc}}",
     ];
     args.extend(ids);
-    let out = docker(&args)?;
+    let out = docker(&args).read()?;
     out.lines()
         .map(|line| {
             let fields: Vec<&str> = line.split('|').collect();
@@ -249,7 +249,7 @@ pub fn graceful_stop(
         std::thread::sleep(Duration::from_millis(500));
     }
     let start = Instant::now();
-    docker(&["stop", "--time", &grace.as_secs().to_string(), id])?;
+    docker(["stop", "--time", &grace.as_secs().to_string(), id]).read()?;
     let seconds = start.elapsed().as_secs_f64();
     let exit_code = super::stack::state(id)?.exit_code;
     let in_flight = request.map(|r| {

@@ -4,9 +4,9 @@
 //! left ([`crate::owned`] is the model of both).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 
 use crate::interrupt;
@@ -15,23 +15,6 @@ use crate::owned::{self, Guard, Kind, Run};
 /// Settings every container of a smoke run gets besides its test environment: the backend
 /// serves `/ops/slow`, which the graceful-stop check keeps in flight, only when told to.
 const RUN_SETTINGS: &[(&str, &str)] = &[("OPS_SLOW_ENABLED", "1")];
-
-/// Runs `docker ARGS`; returns stdout trimmed, or an error holding stderr.
-pub fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!(
-            "`docker {}` failed: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 /// A container the run started.
 #[derive(Debug, Clone)]
@@ -78,7 +61,9 @@ impl Stack {
         let labels = stack.run.label_args();
         args.extend(labels.iter().map(String::as_str));
         args.push(&stack.network);
-        docker(&args).context("cannot create the run's network")?;
+        docker(&args)
+            .read()
+            .context("cannot create the run's network")?;
         Ok(stack)
     }
 
@@ -144,7 +129,9 @@ impl Stack {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(image.to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let id = docker(&args).with_context(|| format!("cannot start the {role} container"))?;
+        let id = docker(&args)
+            .read()
+            .with_context(|| format!("cannot start the {role} container"))?;
         let host_port = match port {
             Some(port) => match published_port(&id, port) {
                 Ok(host_port) => Some(host_port),
@@ -164,7 +151,7 @@ impl Stack {
 }
 
 fn published_port(id: &str, port: u16) -> Result<u16> {
-    let out = docker(&["port", id, &format!("{port}/tcp")])?;
+    let out = docker(["port", id, &format!("{port}/tcp")]).read()?;
     out.lines()
         .find(|l| l.starts_with("127.0.0.1:"))
         .and_then(|l| l.rsplit(':').next())
@@ -188,7 +175,7 @@ pub struct State {
 }
 
 pub fn state(id: &str) -> Result<State> {
-    let text = docker(&["inspect", id])?;
+    let text = docker(["inspect", id]).read()?;
     let mut all: serde_json::Value = serde_json::from_str(&text)?;
     let container = all[0].take();
     let state = &container["State"];
@@ -257,16 +244,10 @@ pub fn exited_cause(state: &State, logs: &str) -> String {
 
 /// The last lines a container printed, for a failure's cause.
 pub fn last_logs(id: &str, lines: usize) -> String {
-    let out = Command::new("docker")
-        .args(["logs", "--tail", &lines.to_string(), id])
-        .output();
+    let out = docker(["logs", "--tail", &lines.to_string(), id]).output();
     match out {
         Ok(out) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let text = format!("{}{}", out.stdout, out.stderr);
             text.lines()
                 .filter(|l| !l.trim().is_empty())
                 .collect::<Vec<_>>()

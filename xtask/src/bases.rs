@@ -7,13 +7,13 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::config::{BaseChoice, BaseMode, Config, Image};
 use crate::debian::{self, Archive, Package, Pending, Pocket};
+use crate::docker::docker;
 use crate::engine;
 use crate::mirror;
 use crate::platform::{Emulation, Platform};

@@ -140,6 +140,9 @@ pub fn base_mode(flag: Option<BaseMode>, config: &Config) -> Result<BaseMode> {
 
 impl BuildCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
+        // From the start: a Ctrl-C while the plan is made (bases, engine, git) stops the build
+        // with 130 like one during the builds, instead of killing the process outright.
+        interrupt::install();
         let images = config.select(&self.only)?;
         let git = GitInfo::read(sh)?;
         let version = self

@@ -18,7 +18,6 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::docker::docker;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
@@ -26,6 +25,7 @@ use super::session::Msg;
 use super::stack;
 use super::{run_dev, DbMode, StackArgs};
 use crate::config::{Config, DEFAULT_FILE};
+use crate::docker::docker;
 use crate::smoke::probe::http_get;
 
 /// One measured figure: what, every round's seconds.

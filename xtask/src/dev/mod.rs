@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use xshell::Shell;
@@ -35,6 +34,7 @@ use xshell::Shell;
 use crate::bases;
 use crate::build::{self, Progress};
 use crate::config::{BaseMode, Config};
+use crate::docker::docker;
 use crate::env;
 use crate::interrupt;
 use crate::owned;

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use crate::docker::docker;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
@@ -22,6 +21,7 @@ use super::status::{status_of, Status};
 use super::watch::{Batch, Change, Rules, Watcher};
 use crate::build::Progress;
 use crate::config::{BaseMode, Config, Image, ReloadLog};
+use crate::docker::docker;
 use crate::interrupt;
 
 /// How long a service may take to be healthy again after a recreation.

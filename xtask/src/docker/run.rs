@@ -237,7 +237,14 @@ impl Run {
                 command.process_group(0);
                 Ok(())
             });
+        // duct applies the innermost of nested `env` calls last, the reverse of the order in
+        // which they were made: the changes are merged first, so the last one made wins.
+        let mut env: Vec<(&OsString, &Option<OsString>)> = Vec::new();
         for (name, value) in &self.env {
+            env.retain(|(n, _)| *n != name);
+            env.push((name, value));
+        }
+        for (name, value) in env {
             expression = match value {
                 Some(value) => expression.env(name, value),
                 None => expression.env_remove(name),
@@ -388,12 +395,18 @@ impl std::io::Read for Reader {
 }
 
 impl Reader {
-    /// Ends the call: one whose stdout was not read to the end is killed. Returns how it ended
-    /// (stdout empty: it was read), or [`interrupt::Interrupted`] when Ctrl-C came meanwhile.
-    pub fn finish(mut self) -> Result<Output> {
+    /// Kills the call, when its reader gives up before the end (the scan failed).
+    pub fn kill(&self) {
         if !matches!(self.handle.try_wait(), Ok(Some(_))) {
             signal_groups(&self.handle.pids(), libc::SIGKILL);
         }
+    }
+
+    /// Ends the call: what its stdout still holds is read and dropped (a tar reader stops at the
+    /// archive's end marker, before the padding after it), and the call is waited for. Returns
+    /// how it ended (stdout empty: it was read), or [`interrupt::Interrupted`] when Ctrl-C came
+    /// meanwhile.
+    pub fn finish(mut self) -> Result<Output> {
         // Reading to the end waits for the child (duct's reader does at end of file).
         std::io::copy(&mut self.handle, &mut std::io::sink())?;
         if self.watch_interrupt && interrupt::interrupted() {

@@ -30,12 +30,12 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::Shell;
 
 use crate::config::{BaseMode, Config, Image};
+use crate::docker::docker;
 use crate::{bases, engine, env, interrupt, owned};
 use expect::Expect;
 use report::{Row, RowBuilder};
@@ -945,6 +945,9 @@ fn secrets_row(
         needles,
         &interrupt::interrupted,
     );
+    if scanned.is_err() {
+        reader.kill();
+    }
     let out = reader.finish()?;
     if interrupt::interrupted() {
         bail!(interrupt::Interrupted);

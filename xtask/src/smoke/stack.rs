@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::docker::docker;
 use anyhow::{bail, Context, Result};
 
+use crate::docker::docker;
 use crate::interrupt;
 use crate::owned::{self, Guard, Kind, Run};
 

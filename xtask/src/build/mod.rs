@@ -30,9 +30,10 @@ use stream::{BuildStream, Update};
 
 pub const OUT_DIR: &str = "target/xtask/build";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
     /// Live bars on a terminal, one line per step otherwise.
+    #[default]
     Auto,
     /// Every line of both builds, prefixed by its service.
     Plain,
@@ -40,61 +41,64 @@ pub enum Progress {
     Quiet,
 }
 
-#[derive(Debug, Args)]
+/// The options of a build: what `cargo xtask build` parses from its command line, and what other
+/// commands (`up` builds missing images) fill in directly, starting from `Default` (the
+/// defaults of the flags), and run with [`BuildCmd::run`].
+#[derive(Debug, Default, Args)]
 pub struct BuildCmd {
     /// Build only this service (repeatable).
     #[arg(long, value_name = "SERVICE")]
-    only: Vec<String>,
+    pub only: Vec<String>,
     /// Build every step again, ignoring BuildKit's layer cache.
     #[arg(long)]
-    no_cache: bool,
+    pub no_cache: bool,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
-    progress: Progress,
+    pub progress: Progress,
     /// Where base images come from (default: project.toml's `bases.mode`, or TODO_BASES).
     #[arg(long, value_enum)]
-    bases: Option<BaseMode>,
+    pub bases: Option<BaseMode>,
     /// Print the plan (tags, labels, build arguments, commands) as JSON and build nothing.
     #[arg(long)]
-    print: bool,
+    pub print: bool,
     /// After a successful build, write one SBOM per image with syft (as `cargo xtask sbom`).
     #[arg(long)]
-    sbom: bool,
+    pub sbom: bool,
     /// After the build, say for each image which steps missed the cache and why (with --json, as
     /// the report's `explain` key).
     #[arg(long)]
-    explain: bool,
+    pub explain: bool,
     /// After the build, show each image's size by step (with the change per step since the
     /// previous build) and its biggest layers by top-level path.
     #[arg(long)]
-    sizes: bool,
+    pub sizes: bool,
     /// Build with this version instead of project.toml's (semver, without the leading `v`).
     #[arg(long, value_name = "SEMVER")]
-    set_version: Option<semver::Version>,
+    pub set_version: Option<semver::Version>,
     /// Import BuildKit's registry cache from REF/IMAGE:buildcache (default: TODO_CACHE, else
     /// project.toml's `build.cache_from`, else the --cache-to prefix).
     #[arg(long, value_name = "REF")]
-    cache_from: Option<String>,
+    pub cache_from: Option<String>,
     /// Export every layer's cache (mode=max) to REF/IMAGE:buildcache (default: TODO_CACHE_TO,
     /// else project.toml's `build.cache_to`).
     #[arg(long, value_name = "REF")]
-    cache_to: Option<String>,
+    pub cache_to: Option<String>,
     /// Build on this buildx builder (default: project.toml's `build.builder`, else buildx's
     /// current one).
     #[arg(long, value_name = "NAME")]
-    builder: Option<String>,
+    pub builder: Option<String>,
     /// After a successful build, push each image's `sha-<hash>` tag to DOCKER_REGISTRY (what a
     /// CI job does); only a clean commit's images are pushed.
     #[arg(long)]
-    push: bool,
+    pub push: bool,
     /// The platforms to build each image for, comma-separated (`linux/amd64,linux/arm64`;
     /// default: project.toml's `build.platforms`, else this host's alone). More than the host's
     /// needs the engine's containerd image store.
     #[arg(long, value_name = "LIST")]
-    platform: Option<String>,
+    pub platform: Option<String>,
 }
 
 /// The platforms of a build: the flag, else project.toml's `build.platforms`, else the host's.

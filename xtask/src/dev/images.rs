@@ -5,14 +5,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::docker::docker;
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use xshell::Shell;
 
 use crate::bases;
 use crate::build::{self, Progress};
 use crate::config::{BaseMode, Config, Image};
+use crate::docker::docker;
 use crate::git::GitInfo;
 use crate::interrupt;
 use crate::plan::{self, BuildPlan};
@@ -119,29 +118,12 @@ pub fn ensure_prod(
         if missing.len() == 1 { "" } else { "s" },
         missing.join(" and ")
     );
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        cmd: build::BuildCmd,
+    build::BuildCmd {
+        only: missing.iter().map(|s| s.to_string()).collect(),
+        bases,
+        ..Default::default()
     }
-    let mut args = vec!["build".to_string()];
-    for service in &missing {
-        args.push("--only".into());
-        args.push(service.to_string());
-    }
-    if let Some(mode) = bases {
-        args.push("--bases".into());
-        args.push(
-            match mode {
-                BaseMode::Auto => "auto",
-                BaseMode::Public => "public",
-                BaseMode::Local => "local",
-            }
-            .into(),
-        );
-    }
-    let wrapper = Wrapper::try_parse_from(&args).context("cannot prepare the build")?;
-    wrapper.cmd.run(sh, config)
+    .run(sh, config)
 }
 
 /// The build arguments a Dockerfile declares (`ARG NAME` or `ARG NAME=default`).

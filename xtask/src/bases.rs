@@ -14,6 +14,7 @@ use xshell::{cmd, Shell};
 use crate::config::{BaseChoice, BaseMode, Config, Image};
 use crate::debian::{self, Archive, Package, Pending, Pocket};
 use crate::docker::docker;
+use crate::docker::inspect::{self, ImageSummary};
 use crate::engine;
 use crate::mirror;
 use crate::platform::{Emulation, Platform};
@@ -463,15 +464,15 @@ fn labelled(key: &str, value: &str) -> Result<Vec<Found>> {
     let filter = serde_json::json!({ "label": [format!("{key}={value}")] }).to_string();
     let encoded: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
     if let Some((200, body)) = engine::api_get(&format!("/images/json?filters={encoded}")) {
-        let list: Vec<serde_json::Value> = serde_json::from_str(&body)?;
+        let list: Vec<ImageSummary> = serde_json::from_str(&body)?;
         return Ok(list
-            .iter()
+            .into_iter()
             .map(|i| Found {
-                id: i["Id"].as_str().unwrap_or("").to_string(),
-                tags: strings(&i["RepoTags"]),
-                created: i["Created"].as_u64().unwrap_or(0),
-                size: i["Size"].as_u64().unwrap_or(0),
-                labels: serde_json::from_value(i["Labels"].clone()).unwrap_or_default(),
+                id: i.id,
+                tags: i.repo_tags,
+                created: i.created,
+                size: i.size,
+                labels: i.labels,
             })
             .collect());
     }
@@ -482,31 +483,21 @@ fn labelled(key: &str, value: &str) -> Result<Vec<Found>> {
         return Ok(vec![]);
     }
     let out = docker(["image", "inspect"]).args(&ids).output()?;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout)?;
+    let list: Vec<inspect::Image> = serde_json::from_str(&out.stdout)?;
     Ok(list
-        .iter()
+        .into_iter()
         .map(|i| Found {
-            id: i["Id"].as_str().unwrap_or("").to_string(),
-            tags: strings(&i["RepoTags"]),
-            created: i["Created"]
-                .as_str()
-                .and_then(|t| humantime::parse_rfc3339_weak(t.split('.').next()?).ok())
+            created: humantime::parse_rfc3339_weak(i.created.split('.').next().unwrap_or(""))
+                .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            size: i["Size"].as_u64().unwrap_or(0),
-            labels: serde_json::from_value(i["Config"]["Labels"].clone()).unwrap_or_default(),
+            id: i.id,
+            tags: i.repo_tags,
+            size: i.size,
+            labels: i.config.labels,
         })
         .collect())
-}
-
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
 }
 
 /// The newest bases of this recipe (made for `platform`) in the engine, if any. Only the host

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::docker::inspect::{HistoryEntry, Image};
+
 /// The oldest engine whose BuildKit knows every Dockerfile feature the images use.
 const MIN_ENGINE_MAJOR: u64 = 25;
 const TRIXIE_SOURCE: &str = "/etc/apt/sources.list.d/todo-trixie.sources";
@@ -185,11 +187,8 @@ pub fn api_image(reference: &str) -> Option<Option<(String, u64)>> {
     if status != 200 {
         return Some(None);
     }
-    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
-    Some(Some((
-        image["Id"].as_str()?.to_string(),
-        image["Size"].as_u64()?,
-    )))
+    let image: Image = serde_json::from_str(&body).ok()?;
+    Some(Some((image.id, image.size)))
 }
 
 /// An image's history, newest entry first: (instruction, size of the layer it made), through the
@@ -199,16 +198,11 @@ pub fn api_history(reference: &str) -> Option<Vec<(String, u64)>> {
     if status != 200 {
         return None;
     }
-    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+    let entries: Vec<HistoryEntry> = serde_json::from_str(&body).ok()?;
     Some(
         entries
-            .iter()
-            .map(|e| {
-                (
-                    e["CreatedBy"].as_str().unwrap_or_default().to_string(),
-                    e["Size"].as_u64().unwrap_or(0),
-                )
-            })
+            .into_iter()
+            .map(|e| (e.created_by, e.size))
             .collect(),
     )
 }
@@ -220,17 +214,17 @@ pub fn layer_dirs(reference: &str) -> Option<Vec<std::path::PathBuf>> {
     if status != 200 {
         return None;
     }
-    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let data = &image["GraphDriver"]["Data"];
-    let mut dirs: Vec<std::path::PathBuf> = data["LowerDir"]
-        .as_str()
-        .unwrap_or_default()
+    let image: Image = serde_json::from_str(&body).ok()?;
+    let data = &image.graph_driver.data;
+    let mut dirs: Vec<std::path::PathBuf> = data
+        .get("LowerDir")
+        .map_or("", String::as_str)
         .split(':')
         .filter(|d| !d.is_empty())
         .rev()
         .map(std::path::PathBuf::from)
         .collect();
-    dirs.push(data["UpperDir"].as_str()?.into());
+    dirs.push(data.get("UpperDir")?.into());
     dirs.iter().all(|d| d.is_dir()).then_some(dirs)
 }
 

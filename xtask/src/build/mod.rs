@@ -448,18 +448,14 @@ fn verify_platforms(
 ) -> Result<()> {
     let repository = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
     let index = crate::release::registry::raw_manifest(&format!("{repository}@{digest}"))?;
-    let listed: Vec<(String, String)> = index["manifests"]
-        .as_array()
+    let listed: Vec<(String, String)> = index
+        .manifests
         .into_iter()
-        .flatten()
         .map(|m| {
+            let platform = m.platform.unwrap_or_default();
             (
-                format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or("?"),
-                    m["platform"]["architecture"].as_str().unwrap_or("?")
-                ),
-                m["digest"].as_str().unwrap_or("").to_string(),
+                format!("{}/{}", platform.os, platform.architecture),
+                m.digest,
             )
         })
         .collect();

@@ -35,6 +35,7 @@ use crate::bases;
 use crate::build::{self, Progress};
 use crate::config::{BaseMode, Config};
 use crate::docker::docker;
+use crate::docker::inspect::Container;
 use crate::env;
 use crate::interrupt;
 use crate::owned;
@@ -921,15 +922,14 @@ fn local_database_url(password: &str) -> String {
 /// The password of the local database of a stack that runs, from its container's environment.
 fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
     let db = containers.iter().find(|c| c.service == "db")?;
-    let env = docker([
-        "inspect",
-        "--format",
-        "{{range .Config.Env}}{{println .}}{{end}}",
-        &db.id,
-    ])
-    .read()
-    .ok()?;
-    env.lines()
+    let out = docker(["inspect", &db.id]).read().ok()?;
+    let containers: Vec<Container> = serde_json::from_str(&out).ok()?;
+    containers
+        .into_iter()
+        .next()?
+        .config
+        .env
+        .iter()
         .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD="))
         .map(String::from)
 }

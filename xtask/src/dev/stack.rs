@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use crate::docker::inspect::Container;
 use crate::docker::run::{docker, Output, Run};
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 /// The compose files, relative to the project root.
 pub const BASE_FILE: &str = "compose/compose.yml";
@@ -167,18 +167,13 @@ impl Stack {
         let out = docker([
             "ps",
             "--all",
+            "--quiet",
             "--no-trunc",
             "--filter",
             &format!("label=com.docker.compose.project={}", self.project),
-            "--format",
-            "{{json .}}",
         ])
         .read()?;
-        let ids: Vec<String> = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["ID"].as_str().map(String::from))
-            .collect();
+        let ids: Vec<String> = out.split_whitespace().map(String::from).collect();
         inspect_containers(&ids)
     }
 }
@@ -201,66 +196,6 @@ pub struct PsEntry {
     pub volumes: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct Inspect {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(rename = "Created")]
-    created: String,
-    #[serde(rename = "Image")]
-    image: String,
-    #[serde(rename = "State")]
-    state: InspectState,
-    #[serde(rename = "Config")]
-    config: InspectConfig,
-    #[serde(rename = "NetworkSettings")]
-    network: InspectNetwork,
-    #[serde(rename = "Mounts", default)]
-    mounts: Vec<InspectMount>,
-}
-
-#[derive(Deserialize)]
-struct InspectState {
-    #[serde(rename = "Status")]
-    status: String,
-    #[serde(rename = "ExitCode")]
-    exit_code: i64,
-    #[serde(rename = "Health")]
-    health: Option<InspectHealth>,
-}
-
-#[derive(Deserialize)]
-struct InspectHealth {
-    #[serde(rename = "Status")]
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct InspectConfig {
-    #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct InspectNetwork {
-    #[serde(rename = "Ports", default)]
-    ports: Option<BTreeMap<String, Option<Vec<InspectBinding>>>>,
-}
-
-#[derive(Deserialize)]
-struct InspectBinding {
-    #[serde(rename = "HostPort")]
-    host_port: String,
-}
-
-#[derive(Deserialize)]
-struct InspectMount {
-    #[serde(rename = "Type")]
-    kind: String,
-    #[serde(rename = "Name", default)]
-    name: Option<String>,
-}
-
 /// Reads `docker inspect` of containers into [`PsEntry`]s; containers gone meanwhile are skipped.
 pub fn inspect_containers(ids: &[String]) -> Result<Vec<PsEntry>> {
     inspect_with(ids, false)
@@ -278,17 +213,16 @@ fn inspect_with(ids: &[String], cleanup: bool) -> Result<Vec<PsEntry>> {
     // A container removed between `ps` and `inspect` makes inspect fail for it only; the others
     // are still printed.
     let out = run.output()?;
-    let parsed: Vec<Inspect> = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let parsed: Vec<Container> = serde_json::from_str(&out.stdout).unwrap_or_default();
     Ok(parsed.into_iter().map(PsEntry::from).collect())
 }
 
-impl From<Inspect> for PsEntry {
-    fn from(c: Inspect) -> PsEntry {
-        let labels = c.config.labels.unwrap_or_default();
+impl From<Container> for PsEntry {
+    fn from(c: Container) -> PsEntry {
+        let mut labels = c.config.labels;
         let ports = c
-            .network
+            .network_settings
             .ports
-            .unwrap_or_default()
             .into_iter()
             .filter_map(|(key, bindings)| {
                 let container: u16 = key.split('/').next()?.parse().ok()?;
@@ -299,8 +233,7 @@ impl From<Inspect> for PsEntry {
         PsEntry {
             id: c.id,
             service: labels
-                .get("com.docker.compose.service")
-                .cloned()
+                .remove("com.docker.compose.service")
                 .unwrap_or_default(),
             state: c.state.status,
             health: c.state.health.map(|h| h.status).unwrap_or_default(),

@@ -961,18 +961,14 @@ fn verify(
         let pinned = format!("{}@{digest}", image.repository);
         match registry::raw_manifest(&pinned) {
             Ok(manifest) => {
-                let config = manifest["config"]["digest"].as_str().unwrap_or_default();
-                if config != candidate.id {
+                let config = manifest.config.unwrap_or_default();
+                if config.digest != candidate.id {
                     problems.push(format!(
-                        "{pinned} holds the config {config}, not the local image {}",
-                        candidate.id
+                        "{pinned} holds the config {}, not the local image {}",
+                        config.digest, candidate.id
                     ));
                 }
-                pushed_bytes = manifest["config"]["size"].as_u64().unwrap_or(0)
-                    + manifest["layers"]
-                        .as_array()
-                        .map(|l| l.iter().filter_map(|x| x["size"].as_u64()).sum())
-                        .unwrap_or(0);
+                pushed_bytes = config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
             }
             Err(err) => problems.push(format!("{err:#}")),
         }

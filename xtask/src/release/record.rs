@@ -58,7 +58,8 @@ pub struct RecordImage {
     /// How long this run's build took; `None` when the image came from an earlier run.
     pub build_seconds: Option<f64>,
     /// The image's OCI labels (version, created, revision, source, title).
-    pub labels: serde_json::Value,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Promoted from the registry or built, and why (see `plan::provenance`).
     #[serde(default)]
     pub source: Option<String>,
@@ -174,7 +175,7 @@ mod tests {
             size_bytes: 123_400_000,
             pushed_bytes: 45_600_000,
             build_seconds: Some(3.25),
-            labels: serde_json::json!({}),
+            labels: Default::default(),
             source: None,
             sbom: None,
             signature: None,

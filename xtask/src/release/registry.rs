@@ -3,11 +3,13 @@
 //! `docker pull` move images. Both take credentials from Docker's login/credential store, so this
 //! code never sees, holds or prints one.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::plan::Remote;
+use crate::docker::inspect;
 use crate::docker::run::Output;
 
 /// How long one registry question may take before the registry counts as unreachable.
@@ -127,28 +129,20 @@ pub fn inspect(reference: &str) -> Result<Remote, Failure> {
             Some(failure) => Err(failure),
         };
     }
-    let value: serde_json::Value = serde_json::from_str(&out.stdout)
+    let remote: inspect::Remote = serde_json::from_str(&out.stdout)
         .map_err(|e| Failure::Other(format!("unexpected answer for {reference}: {e}")))?;
-    let digest = value["manifest"]["digest"]
-        .as_str()
-        .ok_or_else(|| Failure::Other(format!("no digest for {reference}")))?
-        .to_string();
     // A single-platform image has its config under `image`; an index (several platforms) has
     // one per platform and no labels of its own, so it can never count as this release.
-    let label = |name: &str| {
-        value["image"]["config"]["Labels"][name]
-            .as_str()
-            .map(str::to_string)
-    };
+    let label = |name: &str| remote.label(name).map(str::to_string);
     Ok(Remote::Present {
-        digest,
+        digest: remote.manifest.digest.clone(),
         revision: label("org.opencontainers.image.revision"),
         version: label("org.opencontainers.image.version"),
     })
 }
 
 /// The manifest stored under `reference`, byte for byte as the registry serves it.
-pub fn raw_manifest(reference: &str) -> Result<serde_json::Value> {
+pub fn raw_manifest(reference: &str) -> Result<inspect::Manifest> {
     let out = docker(
         &["buildx", "imagetools", "inspect", "--raw", reference],
         QUERY_TIMEOUT,
@@ -208,18 +202,19 @@ pub fn image_id(reference: &str) -> Result<String> {
 }
 
 /// A local image's size in bytes, its labels and its RepoDigests (`repository@sha256:…`).
-pub fn local_image(id: &str) -> Result<(u64, serde_json::Value, Vec<String>)> {
-    let format = "--format={{.Size}}\t{{json .Config.Labels}}\t{{json .RepoDigests}}";
-    let out = docker(&["image", "inspect", format, id], QUERY_TIMEOUT)?;
+pub fn local_image(id: &str) -> Result<(u64, BTreeMap<String, String>, Vec<String>)> {
+    let out = docker(&["image", "inspect", id], QUERY_TIMEOUT)?;
     if !out.success() {
         bail!("cannot inspect the image {id}: {}", out.stderr.trim());
     }
-    let mut parts = out.stdout.trim().splitn(3, '\t');
-    let reported = parts.next().unwrap_or("0").parse().unwrap_or(0);
-    let size = crate::store::unpacked_size(id, reported)?;
-    let labels = serde_json::from_str(parts.next().unwrap_or("null")).unwrap_or_default();
-    let digests = serde_json::from_str(parts.next().unwrap_or("[]")).unwrap_or_default();
-    Ok((size, labels, digests))
+    let all: Vec<inspect::Image> =
+        serde_json::from_str(&out.stdout).with_context(|| format!("the inspect of {id}"))?;
+    let image = all
+        .into_iter()
+        .next()
+        .context("docker image inspect printed nothing")?;
+    let size = crate::store::unpacked_size(id, image.size)?;
+    Ok((size, image.config.labels, image.repo_digests))
 }
 
 /// Points a local reference at an image.

@@ -8,6 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::docker::inspect::Image as Inspected;
+
 use super::report::Row;
 use crate::config::Image;
 
@@ -151,12 +153,14 @@ pub(super) fn json_of(command: &mut Command) -> Result<Value> {
 pub fn subject(
     image: &Image,
     path: &Path,
-    inspect: &Value,
+    inspect: &Inspected,
     changed_since: impl FnOnce(&str) -> Option<bool>,
 ) -> std::result::Result<String, String> {
-    let labels = &inspect["Config"]["Labels"];
+    let labels = &inspect.config.labels;
     let shown = path.display();
-    let title = labels["org.opencontainers.image.title"].as_str();
+    let title = labels
+        .get("org.opencontainers.image.title")
+        .map(String::as_str);
     if title != Some(image.title.as_str()) {
         return Err(format!(
             "not applicable to a foreign image: lint checks {shown} of the project, and this \
@@ -165,7 +169,7 @@ pub fn subject(
             image.title
         ));
     }
-    let Some(revision) = labels["org.opencontainers.image.revision"].as_str() else {
+    let Some(revision) = labels.get("org.opencontainers.image.revision") else {
         return Err(format!(
             "the image names no org.opencontainers.image.revision: which {shown} built it is unknown"
         ));
@@ -208,7 +212,7 @@ pub fn check(
     root: &Path,
     tools: &Result<Tools, String>,
     image: &Image,
-    inspect: &Value,
+    inspect: &Inspected,
 ) -> Vec<Row> {
     let service = image.service.as_str();
     let tools = match tools {
@@ -368,11 +372,12 @@ mod tests {
         let config = crate::config::Config::load(&root.join(crate::config::DEFAULT_FILE)).unwrap();
         let backend = config.image("backend").unwrap();
         let path = Path::new("backend/Dockerfile");
-        let built = |title: &str| {
-            serde_json::json!({"Config": {"Labels": {
+        let built = |title: &str| -> Inspected {
+            serde_json::from_value(serde_json::json!({"Config": {"Labels": {
                 "org.opencontainers.image.title": title,
                 "org.opencontainers.image.revision": "0123456789abcdef",
-            }}})
+            }}}))
+            .unwrap()
         };
         let own = built(&backend.title);
         assert_eq!(
@@ -392,7 +397,8 @@ mod tests {
                 .starts_with("not applicable to a foreign image: lint checks backend/Dockerfile"),
             "{foreign}"
         );
-        let unlabelled = serde_json::json!({"Config": {"Labels": null}});
+        let unlabelled: Inspected =
+            serde_json::from_value(serde_json::json!({"Config": {"Labels": null}})).unwrap();
         assert!(subject(backend, path, &unlabelled, |_| Some(false))
             .unwrap_err()
             .contains("org.opencontainers.image.title is missing"));

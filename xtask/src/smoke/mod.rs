@@ -36,6 +36,7 @@ use xshell::Shell;
 
 use crate::config::{BaseMode, Config, Image};
 use crate::docker::docker;
+use crate::docker::inspect::Image as Inspected;
 use crate::{bases, engine, env, interrupt, owned};
 use expect::Expect;
 use report::{Row, RowBuilder};
@@ -259,7 +260,7 @@ fn test_env(config: &Config, expect: &Expect) -> Result<TestEnv> {
     })
 }
 
-fn inspect_image(reference: &str) -> Result<serde_json::Value> {
+fn inspect_image(reference: &str) -> Result<Inspected> {
     let out = docker(["image", "inspect", reference])
         .read()
         .with_context(|| {
@@ -268,8 +269,10 @@ fn inspect_image(reference: &str) -> Result<serde_json::Value> {
              with --image SERVICE=REF"
         )
         })?;
-    let mut all: serde_json::Value = serde_json::from_str(&out)?;
-    Ok(all[0].take())
+    let all: Vec<Inspected> = serde_json::from_str(&out)?;
+    all.into_iter()
+        .next()
+        .with_context(|| format!("docker image inspect printed nothing for {reference}"))
 }
 
 fn check_interrupt() -> Result<()> {
@@ -299,7 +302,7 @@ fn run_smoke(
     }
     let image_ids: BTreeMap<String, String> = inspected
         .iter()
-        .map(|(s, i)| (s.clone(), i["Id"].as_str().unwrap_or("").to_string()))
+        .map(|(s, i)| (s.clone(), i.id.clone()))
         .collect();
     let test_env = test_env(config, &expect)?;
     let database_image = bases::database_image(sh, config, mode)?;
@@ -348,7 +351,10 @@ fn run_stack(
     // PostgreSQL first: Docker Hub's image has no HEALTHCHECK, so one is added when missing.
     eprintln!("starting PostgreSQL ({database_image})");
     let db_env = stack.env_file("db", &test_env.database)?;
-    let has_check = !inspect_image(database_image)?["Config"]["Healthcheck"]["Test"].is_null();
+    let has_check = inspect_image(database_image)?
+        .config
+        .healthcheck
+        .is_some_and(|h| !h.test.is_empty());
     let db_check: &[&str] = if has_check {
         &[]
     } else {
@@ -825,7 +831,7 @@ fn check_images(
     config: &Config,
     expect: &Expect,
     images: &BTreeMap<String, String>,
-    inspected: &BTreeMap<String, serde_json::Value>,
+    inspected: &BTreeMap<String, Inspected>,
     test_env: &TestEnv,
 ) -> Result<Vec<Row>> {
     let tools = lint::ensure_tools(root).map_err(|e| format!("{e:#}"));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::docker::docker;
+use crate::docker::inspect::Container;
 use crate::interrupt;
 use crate::owned::{self, Guard, Kind, Run};
 
@@ -176,48 +177,42 @@ pub struct State {
 
 pub fn state(id: &str) -> Result<State> {
     let text = docker(["inspect", id]).read()?;
-    let mut all: serde_json::Value = serde_json::from_str(&text)?;
-    let container = all[0].take();
-    let state = &container["State"];
-    let command = container["Path"].as_str().map(|path| {
-        std::iter::once(path)
-            .chain(
-                container["Args"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a.as_str()),
-            )
+    let all: Vec<Container> = serde_json::from_str(&text)?;
+    let container = all
+        .into_iter()
+        .next()
+        .context("docker inspect printed no container")?;
+    let state = container.state;
+    let command = (!container.path.is_empty()).then(|| {
+        std::iter::once(container.path.as_str())
+            .chain(container.args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let time = |v: &serde_json::Value| {
-        v.as_str()
-            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
-    };
-    let started = time(&state["StartedAt"]);
-    let log = state["Health"]["Log"]
-        .as_array()
-        .cloned()
+    let time = |v: &str| humantime::parse_rfc3339_weak(v).ok();
+    let started = time(&state.started_at);
+    let log = state
+        .health
+        .as_ref()
+        .map(|h| h.log.as_slice())
         .unwrap_or_default();
     let healthy_after = log
         .iter()
-        .find(|e| e["ExitCode"].as_i64() == Some(0))
-        .and_then(|e| time(&e["End"]))
+        .find(|e| e.exit_code == 0)
+        .and_then(|e| time(&e.end))
         .zip(started)
         .and_then(|(end, start)| end.duration_since(start).ok())
         .map(|d| d.as_secs_f64());
     let last_check_output = log
         .iter()
         .rev()
-        .find(|e| e["ExitCode"].as_i64() != Some(0))
-        .and_then(|e| e["Output"].as_str())
-        .map(|s| s.trim().to_string())
+        .find(|e| e.exit_code != 0)
+        .map(|e| e.output.trim().to_string())
         .filter(|s| !s.is_empty());
     Ok(State {
-        running: state["Running"].as_bool().unwrap_or(false),
-        exit_code: state["ExitCode"].as_i64().unwrap_or(-1),
-        health: state["Health"]["Status"].as_str().map(String::from),
+        running: state.running,
+        exit_code: state.exit_code,
+        health: state.health.map(|h| h.status),
         healthy_after,
         last_check_output,
         command,

@@ -2,17 +2,21 @@
 //! image's own `/etc/passwd`: user, working directory, port, command, labels, health check,
 //! environment, size. Pure: the unit tests feed it JSON.
 
-use serde_json::Value;
-
 use super::expect::{env_matches, Expect};
 use super::report::Row;
 use crate::config::Image;
+use crate::docker::inspect::{Image as Inspected, ImageConfig};
 
 const GROUP: &str = "image";
 
 /// Every structure row of one image. `inspect` is one element of `docker image inspect`'s array.
-pub fn check(inspect: &Value, image: &Image, expect: &Expect, passwd: Option<&str>) -> Vec<Row> {
-    let config = &inspect["Config"];
+pub fn check(
+    inspect: &Inspected,
+    image: &Image,
+    expect: &Expect,
+    passwd: Option<&str>,
+) -> Vec<Row> {
+    let config = &inspect.config;
     let service = image.service.as_str();
     vec![
         user(config, image, expect, passwd),
@@ -41,12 +45,12 @@ fn passwd_entries(passwd: &str) -> Vec<(&str, u32, u32)> {
         .collect()
 }
 
-fn user(config: &Value, image: &Image, expect: &Expect, passwd: Option<&str>) -> Row {
+fn user(config: &ImageConfig, image: &Image, expect: &Expect, passwd: Option<&str>) -> Row {
     let row = Row::named(GROUP, "user", &image.service);
     let want_uid = expect.image.uid;
     let want_name = image.user.as_str();
     let wanted = format!("the spec wants {want_name} (uid {want_uid})");
-    let user = config["User"].as_str().unwrap_or("").trim();
+    let user = config.user.trim();
     if user.is_empty() {
         return row
             .figure("root")
@@ -98,8 +102,8 @@ fn user(config: &Value, image: &Image, expect: &Expect, passwd: Option<&str>) ->
     row.figure(shown).problems(problems)
 }
 
-fn workdir(config: &Value, service: &str, expect: &Expect) -> Row {
-    let dir = config["WorkingDir"].as_str().unwrap_or("");
+fn workdir(config: &ImageConfig, service: &str, expect: &Expect) -> Row {
+    let dir = config.working_dir.as_str();
     let row = Row::named(GROUP, "workdir", service).figure(if dir.is_empty() { "/" } else { dir });
     if dir.trim_end_matches('/') == expect.image.workdir.trim_end_matches('/') {
         row.pass()
@@ -112,12 +116,8 @@ fn workdir(config: &Value, service: &str, expect: &Expect) -> Row {
     }
 }
 
-fn port(config: &Value, image: &Image) -> Row {
-    let mut ports: Vec<String> = config["ExposedPorts"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    ports.sort();
+fn port(config: &ImageConfig, image: &Image) -> Row {
+    let ports: Vec<String> = config.exposed_ports.keys().cloned().collect();
     let want = format!("{}/tcp", image.port);
     let row = Row::named(GROUP, "port", &image.service).figure(if ports.is_empty() {
         "none".to_string()
@@ -139,21 +139,13 @@ fn port(config: &Value, image: &Image) -> Row {
     }
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| s.as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn cmd(config: &Value, service: &str, expect: &Expect) -> Row {
-    let entrypoint = strings(&config["Entrypoint"]);
-    let cmd = strings(&config["Cmd"]);
-    let all: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
+fn cmd(config: &ImageConfig, service: &str, expect: &Expect) -> Row {
+    let all: Vec<String> = config
+        .entrypoint
+        .iter()
+        .chain(&config.cmd)
+        .cloned()
+        .collect();
     let row = Row::named(GROUP, "cmd", service).figure(all.join(" "));
     let Some(rules) = expect.service(service) else {
         return row.not_checked(format!("the spec names no command for `{service}`"));
@@ -176,12 +168,12 @@ fn cmd(config: &Value, service: &str, expect: &Expect) -> Row {
     }
 }
 
-fn labels(config: &Value, service: &str, expect: &Expect) -> Row {
-    let labels = &config["Labels"];
+fn labels(config: &ImageConfig, service: &str, expect: &Expect) -> Row {
+    let labels = &config.labels;
     let mut problems = Vec::new();
     let mut present = 0;
     for name in &expect.image.labels {
-        let Some(value) = labels[name].as_str().filter(|v| !v.trim().is_empty()) else {
+        let Some(value) = labels.get(name).filter(|v| !v.trim().is_empty()) else {
             problems.push(format!("label {name} is missing"));
             continue;
         };
@@ -209,9 +201,9 @@ fn labels(config: &Value, service: &str, expect: &Expect) -> Row {
     let figure = format!(
         "{present}/{} (v{})",
         expect.image.labels.len(),
-        labels["org.opencontainers.image.version"]
-            .as_str()
-            .unwrap_or("?")
+        labels
+            .get("org.opencontainers.image.version")
+            .map_or("?", String::as_str)
             .trim_start_matches('v')
     );
     Row::named(GROUP, "labels", service)
@@ -219,23 +211,23 @@ fn labels(config: &Value, service: &str, expect: &Expect) -> Row {
         .problems(problems)
 }
 
-fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
+fn healthcheck(config: &ImageConfig, image: &Image, expect: &Expect) -> Row {
     let row = Row::named(GROUP, "healthcheck", &image.service);
-    let health = &config["Healthcheck"];
-    let test = strings(&health["Test"]);
+    let health = config.healthcheck.clone().unwrap_or_default();
+    let test = &health.test;
     if test.is_empty() || test[0] == "NONE" {
         return row.figure("none").fail(format!(
             "no HEALTHCHECK: add one that requests {} every 30s",
             image.health_path
         ));
     }
-    let seconds = |key: &str| health[key].as_u64().unwrap_or(0) / 1_000_000_000;
+    let seconds = |nanoseconds: u64| nanoseconds / 1_000_000_000;
     let (interval, timeout, start) = (
-        seconds("Interval"),
-        seconds("Timeout"),
-        seconds("StartPeriod"),
+        seconds(health.interval),
+        seconds(health.timeout),
+        seconds(health.start_period),
     );
-    let retries = health["Retries"].as_u64().unwrap_or(0);
+    let retries = health.retries;
     let want = &expect.image.healthcheck;
     let mut problems = Vec::new();
     // Docker writes 0 for a duration the Dockerfile left out, which means its own default
@@ -266,16 +258,15 @@ fn healthcheck(config: &Value, image: &Image, expect: &Expect) -> Row {
         .problems(problems)
 }
 
-fn env(config: &Value, service: &str, expect: &Expect) -> Row {
+fn env(config: &ImageConfig, service: &str, expect: &Expect) -> Row {
     let row = Row::named(GROUP, "env", service);
     let Some(rules) = expect.service(service) else {
         return row.not_checked(format!("the spec lists no environment for `{service}`"));
     };
-    let vars: Vec<(&str, &str)> = config["Env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str()?.split_once('='))
+    let vars: Vec<(&str, &str)> = config
+        .env
+        .iter()
+        .filter_map(|v| v.split_once('='))
         .collect();
     let mut problems = Vec::new();
     for (name, wanted) in &rules.env {
@@ -293,12 +284,12 @@ fn env(config: &Value, service: &str, expect: &Expect) -> Row {
         .problems(problems)
 }
 
-fn size(inspect: &Value, image: &Image) -> Row {
-    let reported = inspect["Size"].as_u64().unwrap_or(0);
+fn size(inspect: &Inspected, image: &Image) -> Row {
+    let reported = inspect.size;
     // The unit tests' fixtures carry no id, and their sizes are meant as the engine's.
-    let bytes = match inspect["Id"].as_str() {
-        Some(id) => crate::store::unpacked_size(id, reported),
-        None => Ok(reported),
+    let bytes = match inspect.id.as_str() {
+        "" => Ok(reported),
+        id => crate::store::unpacked_size(id, reported),
     };
     let row = Row::named(GROUP, "size", &image.service);
     let bytes = match bytes {
@@ -324,6 +315,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::smoke::report::Outcome;
+    use serde_json::Value;
     use std::path::Path;
 
     fn config() -> Config {
@@ -363,7 +355,7 @@ mod tests {
     fn run(inspect: &Value, passwd: Option<&str>) -> Vec<Row> {
         let config = config();
         check(
-            inspect,
+            &serde_json::from_value(inspect.clone()).unwrap(),
             config.image("backend").unwrap(),
             &Expect::load().unwrap(),
             passwd,
@@ -424,7 +416,10 @@ mod tests {
         c["WorkingDir"] = "".into();
         c["ExposedPorts"] = serde_json::json!({"8000/tcp": {}, "22/tcp": {}});
         c["Cmd"] = serde_json::json!(["/bin/sh", "-c", "uvicorn app.main:app"]);
-        c["Labels"]["org.opencontainers.image.revision"] = serde_json::Value::Null;
+        c["Labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("org.opencontainers.image.revision");
         c["Labels"]["org.opencontainers.image.created"] = "yesterday".into();
         c["Healthcheck"]["Interval"] = 0.into();
         c["Healthcheck"]["Test"] = serde_json::json!(["CMD", "true"]);

@@ -85,6 +85,14 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    // The commands that stop cleanly on Ctrl-C take it from their first moment: before the
+    // project file is read, a Ctrl-C would otherwise end the process by the signal, not with 130.
+    if matches!(
+        cli.cmd,
+        Cmd::Build(_) | Cmd::Dev(_) | Cmd::Up(_) | Cmd::Smoke(_) | Cmd::Release(_)
+    ) {
+        interrupt::install();
+    }
     let result = xshell::Shell::new().inspect(|sh| sh.change_dir(project_root()));
     let result = result.map_err(anyhow::Error::from).and_then(|sh| {
         // Paths in any project file, `--config` ones too, are relative to the project root.

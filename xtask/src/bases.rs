@@ -600,7 +600,9 @@ pub struct LocalBase {
 /// The Debian packages an image holds: its dpkg database, or the `status.d` records of a base
 /// without one. Read with `docker cp`, so that images without a shell answer too.
 fn packages_of(reference: &str) -> Result<Vec<Package>> {
-    let id = docker(["create", reference]).read()?;
+    // The container is removed below: its creation runs to its end even on Ctrl-C, so that
+    // its id is known (a `docker create` stopped half-way may still land, unnamed here).
+    let id = docker(["create", reference]).cleanup().read()?;
     let dir = std::env::temp_dir().join(format!("xtask-dpkg-{}-{}", std::process::id(), &id[..12]));
     let copied = docker([
         "cp",
@@ -608,7 +610,7 @@ fn packages_of(reference: &str) -> Result<Vec<Package>> {
         &dir.display().to_string(),
     ])
     .read();
-    let _ = docker(["rm", &id]).read();
+    let _ = docker(["rm", &id]).cleanup().read();
     copied.with_context(|| format!("{reference} has no /var/lib/dpkg"))?;
     let mut text = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(dir.join("status.d")) {

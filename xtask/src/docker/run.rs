@@ -7,8 +7,9 @@
 //! xtask's whole group) does not kill a `docker ps` half-way through a clean-up. Instead, when the
 //! interrupt arrives while a call runs, the runner forwards SIGINT to the child's group, waits
 //! for it to end (killing it after a grace period) and returns [`interrupt::Interrupted`], not
-//! docker's error. A call started after the interrupt is part of the command's clean-up, and so
-//! is a call marked [`Run::cleanup`]: those run to the end and return what docker said.
+//! docker's error; a call marked [`Run::finish_on_interrupt`] is let run to its end first. A call
+//! started after the interrupt is part of the command's clean-up, and so is a call marked
+//! [`Run::cleanup`]: those run to the end and return what docker said.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ pub struct Run {
     dir: Option<PathBuf>,
     timeout: Option<Duration>,
     cleanup: bool,
+    finish: bool,
 }
 
 /// `docker ARGS`.
@@ -51,6 +53,7 @@ where
         dir: None,
         timeout: None,
         cleanup: false,
+        finish: false,
     }
 }
 
@@ -166,6 +169,15 @@ impl Run {
     /// that what a run started is removed even when the user interrupts the removal.
     pub fn cleanup(mut self) -> Run {
         self.cleanup = true;
+        self
+    }
+
+    /// Lets the call run to its end when Ctrl-C comes, and only then reports
+    /// [`interrupt::Interrupted`]: for a short call that creates something (`docker run
+    /// --detach`, `network create`), which stopped half-way may still land in the engine after
+    /// the clean-up has looked, where run to its end it is found and removed.
+    pub fn finish_on_interrupt(mut self) -> Run {
+        self.finish = true;
         self
     }
 
@@ -332,7 +344,7 @@ impl Child {
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             }));
         }
-        if self.watch_interrupt && interrupt::interrupted() {
+        if self.watch_interrupt && !self.run.finish && interrupt::interrupted() {
             self.stop();
             return Err(interrupt::Interrupted.into());
         }

@@ -63,6 +63,7 @@ impl Stack {
         args.extend(labels.iter().map(String::as_str));
         args.push(&stack.network);
         docker(&args)
+            .finish_on_interrupt()
             .read()
             .context("cannot create the run's network")?;
         Ok(stack)
@@ -131,6 +132,7 @@ impl Stack {
         args.push(image.to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let id = docker(&args)
+            .finish_on_interrupt()
             .read()
             .with_context(|| format!("cannot start the {role} container"))?;
         let host_port = match port {

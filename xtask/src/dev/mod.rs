@@ -938,7 +938,8 @@ fn running_db_password(containers: &[stack::PsEntry]) -> Option<String> {
 /// a service that fails ends it with that service's last log lines.
 fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     let mut board = Board::new(&stack.services);
-    let up = stack.compose(COMPOSE_UP)?;
+    // This loop stops it on Ctrl-C, with SIGKILL (see below); the runner only waits.
+    let up = stack.compose(COMPOSE_UP)?.finish_on_interrupt();
     let mut child = up.start()?;
     let mut retried = false;
     let begin = Instant::now();
@@ -995,7 +996,7 @@ fn start(stack: &Stack, timeout: Duration) -> Result<()> {
     if exited.is_none() {
         // What compose said up to its end names the creates it sent and saw no answer to: the
         // stack's removal waits for those to land.
-        owned::note_unanswered(&child.stop());
+        owned::note_unanswered(&child.kill());
     }
     result
 }

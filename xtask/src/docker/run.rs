@@ -375,6 +375,17 @@ impl Child {
         }
     }
 
+    /// Kills the call at once (SIGKILL to its process group), waits until it has ended, and
+    /// returns what it wrote on stderr: what it said last is then what it saw last, which a
+    /// SIGINT would let it overwrite with its own cancellation.
+    pub fn kill(&self) -> String {
+        self.signal(libc::SIGKILL);
+        match self.handle.wait() {
+            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// Sends `signal` to the child's process group, unless the child has been waited for
     /// already, when its id may belong to another process.
     fn signal(&self, signal: libc::c_int) {

@@ -511,9 +511,12 @@ impl Config {
     pub fn start_order(&self) -> std::result::Result<Vec<&Image>, String> {
         let mut order: Vec<&Image> = Vec::new();
         while order.len() < self.images.len() {
-            let placed = |s: &String| order.iter().any(|i| &i.service == s);
+            // An image is placed by identity, not by its service's name: two images that share a
+            // name (refused, with its own message) must not look placed as one.
+            let placed = |i: &Image| order.iter().any(|o| std::ptr::eq(*o, i));
+            let called = |s: &String| order.iter().any(|o| &o.service == s);
             let next = self.images.iter().find(|i| {
-                !placed(&i.service) && i.calls.iter().all(|c| placed(c) || self.image(c).is_none())
+                !placed(i) && i.calls.iter().all(|c| called(c) || self.image(c).is_none())
             });
             match next {
                 Some(image) => order.push(image),
@@ -521,7 +524,7 @@ impl Config {
                     let left: Vec<&str> = self
                         .images
                         .iter()
-                        .filter(|i| !placed(&i.service))
+                        .filter(|i| !placed(i))
                         .map(|i| i.service.as_str())
                         .collect();
                     return Err(format!(

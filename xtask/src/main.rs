@@ -135,6 +135,15 @@ fn main() {
 /// The project root: the nearest folder at or above the current one that holds `project.toml`
 /// (so a copy of the project, as the tests make, is its own root), else the folder above the
 /// xtask crate that cargo built.
+/// The checkout this binary was built from: the project the unit tests read.
+#[cfg(test)]
+fn source_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 fn project_root() -> std::path::PathBuf {
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

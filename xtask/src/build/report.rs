@@ -279,12 +279,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_build_is_never_called_all_cached() {
-        let mut failed = result(1, 1.0);
-        (failed.ok, failed.steps, failed.cached_steps) = (false, 0, 0);
-        failed.size_bytes = None;
-        let report = BuildReport {
+    /// A report of one build of these images at version 1.0.0.
+    fn report_of(images: Vec<ImageResult>) -> BuildReport {
+        BuildReport {
             version: "1.0.0".into(),
             revision: "abc".into(),
             wall_seconds: 1.0,
@@ -292,24 +289,23 @@ mod tests {
             builder: None,
             finished_at: None,
             interrupted: false,
-            images: vec![failed, result(1, 1.0)],
-        };
+            images,
+        }
+    }
+
+    #[test]
+    fn a_failed_build_is_never_called_all_cached() {
+        let mut failed = result(1, 1.0);
+        (failed.ok, failed.steps, failed.cached_steps) = (false, 0, 0);
+        failed.size_bytes = None;
+        let report = report_of(vec![failed, result(1, 1.0)]);
         let table = table(&report, &[]);
         assert_eq!(table.matches("all cached").count(), 1, "{table}");
     }
 
     #[test]
     fn json_has_the_documented_keys() {
-        let report = BuildReport {
-            version: "1.0.0".into(),
-            revision: "abc".into(),
-            wall_seconds: 1.0,
-            image_store: "classic".into(),
-            builder: None,
-            finished_at: None,
-            interrupted: false,
-            images: vec![result(1, 1.0)],
-        };
+        let report = report_of(vec![result(1, 1.0)]);
         let value = serde_json::to_value(&report).unwrap();
         for key in ["version", "revision", "wall_seconds", "images"] {
             assert!(value.get(key).is_some(), "{key}");

@@ -254,13 +254,6 @@ EOF
 run echo done
 "#;
 
-    fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
-    }
-
     #[test]
     fn instructions_join_continuations_and_skip_heredocs() {
         let keywords: Vec<(usize, String)> = instructions(DOCKERFILE)
@@ -299,9 +292,9 @@ run echo done
 
     #[test]
     fn the_dev_images_rebuild_on_their_dependency_files_only() {
-        let config = Config::load(&root().join(DEFAULT_FILE)).unwrap();
+        let config = Config::load(&crate::source_root().join(DEFAULT_FILE)).unwrap();
         let inputs = |service: &str| {
-            rebuild_inputs(&root(), config.image(service).unwrap())
+            rebuild_inputs(&crate::source_root(), config.image(service).unwrap())
                 .unwrap()
                 .into_iter()
                 .map(|p| p.display().to_string())
@@ -323,7 +316,7 @@ run echo done
 
     #[test]
     fn the_dev_plan_tags_dev_and_passes_only_the_build_bases() {
-        let config = Config::load(&root().join(DEFAULT_FILE)).unwrap();
+        let config = Config::load(&crate::source_root().join(DEFAULT_FILE)).unwrap();
         let images: Vec<&Image> = config.images.iter().collect();
         let git = GitInfo {
             revision: "abcdef0123456789abcdef0123456789abcdef01".into(),
@@ -346,7 +339,7 @@ run echo done
             context_revisions: Default::default(),
             platforms: vec![],
         };
-        let plan = dev_plan(&config, &images, &inputs, &root()).unwrap();
+        let plan = dev_plan(&config, &images, &inputs, &crate::source_root()).unwrap();
         let frontend = &plan.images[0];
         assert_eq!(frontend.tags, ["todo-frontend:dev"]);
         assert_eq!(
@@ -367,7 +360,7 @@ run echo done
 
     #[test]
     fn a_missing_dev_dockerfile_says_what_to_add() {
-        let mut config = Config::load(&root().join(DEFAULT_FILE)).unwrap();
+        let mut config = Config::load(&crate::source_root().join(DEFAULT_FILE)).unwrap();
         config.images[1].dev_dockerfile = None;
         let err = dev_dockerfile(&config.images[1]).unwrap_err().to_string();
         assert!(

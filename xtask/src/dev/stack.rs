@@ -402,13 +402,6 @@ pub fn secret_defaults(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
-    }
-
     #[test]
     fn project_names_differ_per_root_and_kind() {
         let a = project_name("todo-chatbot", Kind::Dev, Path::new("/work/main"));
@@ -455,7 +448,7 @@ mod tests {
     #[test]
     fn no_compose_file_gives_a_secret_a_default() {
         for file in FILES {
-            let text = std::fs::read_to_string(root().join(file)).unwrap();
+            let text = std::fs::read_to_string(crate::source_root().join(file)).unwrap();
             assert_eq!(secret_defaults(&text), Vec::<String>::new(), "{file}");
             // Every secret the file uses is required, with a message saying what to do.
             for (line, name, rest) in interpolations(&text) {
@@ -472,9 +465,10 @@ mod tests {
     #[test]
     fn compose_services_match_the_project_file() {
         let config =
-            crate::config::Config::load(&root().join(crate::config::DEFAULT_FILE)).unwrap();
-        let base = std::fs::read_to_string(root().join(BASE_FILE)).unwrap();
-        let dev = std::fs::read_to_string(root().join(DEV_FILE)).unwrap();
+            crate::config::Config::load(&crate::source_root().join(crate::config::DEFAULT_FILE))
+                .unwrap();
+        let base = std::fs::read_to_string(crate::source_root().join(BASE_FILE)).unwrap();
+        let dev = std::fs::read_to_string(crate::source_root().join(DEV_FILE)).unwrap();
         for image in &config.images {
             assert!(
                 base.contains(&format!("image: {}:latest", image.image)),

@@ -303,7 +303,8 @@ impl BuildCmd {
             Some(registry) if all_ok => push_images(&mut report, registry, &git).err(),
             _ => None,
         };
-        let previous = report::load_history(sh);
+        let services: Vec<&str> = report.images.iter().map(|i| i.service.as_str()).collect();
+        let previous = report::load_history(sh, &services);
         report::append_history(sh, &report)?;
         let explain_start = Instant::now();
         let explanations: Vec<explain::Explanation> = report

@@ -104,15 +104,29 @@ pub fn mb(bytes: u64) -> String {
 /// build should not spend its time parsing all of it.
 const HISTORY_READ: usize = 50;
 
-/// The latest previous builds, oldest first; a damaged line is skipped rather than failing the
-/// build.
-pub fn load_history(sh: &Shell) -> Vec<BuildReport> {
+/// The latest previous builds, oldest first, back to the last successful build of each of
+/// `services` and no further than [`HISTORY_READ`] builds: each line holds every context file's
+/// digest, and parsing only what the comparison needs keeps a no-op build quick. A damaged line
+/// is skipped rather than failing the build.
+pub fn load_history(sh: &Shell, services: &[&str]) -> Vec<BuildReport> {
     let text = sh.read_file(HISTORY).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(HISTORY_READ)..]
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    let mut found: Vec<BuildReport> = Vec::new();
+    for line in text.lines().rev().take(HISTORY_READ) {
+        let Ok(report) = serde_json::from_str::<BuildReport>(line) else {
+            continue;
+        };
+        found.push(report);
+        let known = |service: &&str| {
+            found
+                .iter()
+                .any(|r| r.images.iter().any(|i| i.service == *service && i.ok))
+        };
+        if services.iter().all(known) {
+            break;
+        }
+    }
+    found.reverse();
+    found
 }
 
 pub fn append_history(sh: &Shell, report: &BuildReport) -> Result<()> {

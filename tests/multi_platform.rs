@@ -80,7 +80,7 @@ fn an_unknown_platform_or_the_classic_store_is_refused_before_anything_is_built(
 
 // A cold build of both images for both platforms on a fresh engine, and emulated starts: about
 // 15 minutes on the usual busy machine (and 20 more the first time, for the arm64 bases), which
-// the CI's budget has no room for. Run it with `cargo test -p xtask --test multi_platform --
+// the CI's budget has no room for. Run it with `cargo test -p integration-tests --test multi_platform --
 // --ignored` after a change to the Dockerfiles, the bases or the multi-platform build.
 #[test]
 #[ignore = "about 15 minutes: run with --ignored"]

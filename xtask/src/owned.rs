@@ -265,6 +265,26 @@ pub fn reap_finished(kind: Kind, root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reaps the finished runs of `kind` until nothing of them has shown for `quiet`, at most for
+/// `limit`: after a run stopped by Ctrl-C, a docker call it cut off may still have a create in the
+/// engine, which lands after the run removed its things.
+pub fn reap_until_quiet(kind: Kind, root: &Path, quiet: Duration, limit: Duration) -> Result<()> {
+    let begin = std::time::Instant::now();
+    let mut last_found = begin;
+    reap_finished(kind, root)?;
+    while last_found.elapsed() < quiet && begin.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(500));
+        if !reap(kind, root, Some(now_seconds()))?.is_empty() {
+            eprintln!(
+                "removed what a stopped {} run's late docker call made",
+                kind.owner()
+            );
+            last_found = std::time::Instant::now();
+        }
+    }
+    Ok(())
+}
+
 /// What a [`Guard`] removes.
 enum Owned {
     /// Everything labelled with the run, and its folder.

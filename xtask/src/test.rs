@@ -146,7 +146,15 @@ fn e2e(sh: &Shell) -> Result<()> {
         );
     }
     let result = run.run();
-    owned::reap_finished(owned::Kind::E2e, &root)?;
+    match (&result, crate::interrupt::interrupted()) {
+        (Ok(()), false) => owned::reap_finished(owned::Kind::E2e, &root)?,
+        _ => owned::reap_until_quiet(
+            owned::Kind::E2e,
+            &root,
+            std::time::Duration::from_secs(3),
+            std::time::Duration::from_secs(20),
+        )?,
+    }
     result?;
     Ok(())
 }

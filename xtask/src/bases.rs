@@ -553,23 +553,20 @@ fn remembered(root: &Path, recipe: &str) -> Option<Current> {
     let (200, body) = engine::api_get(&format!("/images/{id}/json"))? else {
         return None;
     };
-    let image: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let labels = &image["Config"]["Labels"];
-    if labels[RECIPE_LABEL].as_str() != Some(recipe) {
+    let image: inspect::Image = serde_json::from_str(&body).ok()?;
+    let labels = &image.config.labels;
+    if labels.get(RECIPE_LABEL).map(String::as_str) != Some(recipe) {
         return None;
     }
-    let created = humantime::parse_rfc3339(image["Created"].as_str()?)
+    let created = humantime::parse_rfc3339(&image.created)
         .ok()?
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
     Some(Current {
-        identity: labels[IDENTITY_LABEL].as_str()?.to_string(),
+        identity: labels.get(IDENTITY_LABEL)?.clone(),
         recipe: recipe.to_string(),
-        archive: labels[ARCHIVE_LABEL]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        archive: labels.get(ARCHIVE_LABEL).cloned().unwrap_or_default(),
         created,
         platform: Platform::host(),
     })

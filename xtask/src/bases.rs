@@ -341,7 +341,7 @@ fn resolve_choices(
     }
     let recipe = recipe_hash_for(config, &root, platform)?;
     let targets: BTreeSet<&str> = choices.iter().map(|(_, c)| c.local.as_str()).collect();
-    let archive = archive(&root, config)?;
+    let archive = archive(&root, config, platform)?;
     let (current, moved) = match current(&root, &recipe, platform)? {
         Some(current) => {
             let checked = check_archives(sh, &archive, &current, CheckWhen::Daily)?;
@@ -433,10 +433,11 @@ pub fn identity(recipe: &str, state: &str) -> String {
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
-fn archive(root: &Path, config: &Config) -> Result<Archive> {
+/// The archives the bases of one platform come from, with that architecture's indexes.
+fn archive(root: &Path, config: &Config, platform: Platform) -> Result<Archive> {
     let suite = &config.bases.debian_suite;
     let mirrors = mirror::resolve(&config.bases, suite)?;
-    Ok(Archive::new(root, &mirrors, suite))
+    Ok(Archive::for_arch(root, &mirrors, suite, platform.arch()))
 }
 
 /// The archives' state: the date of each one's signed Release file.
@@ -982,7 +983,6 @@ impl BasesCmd {
     pub fn run(self, sh: &Shell, config: &Config) -> Result<()> {
         engine::ensure(sh)?;
         let root = sh.current_dir();
-        let archive = archive(&root, config)?;
         let platform = match &self.platform {
             Some(name) => match Platform::parse_list(name)?.as_slice() {
                 [one] => *one,
@@ -990,6 +990,7 @@ impl BasesCmd {
             },
             None => Platform::host(),
         };
+        let archive = archive(&root, config, platform)?;
         let recipe = recipe_hash_for(config, &root, platform)?;
         let mut moved = vec![];
         let mut built = vec![];
@@ -1044,6 +1045,7 @@ impl BasesCmd {
                 "age_seconds": now.saturating_sub(current.created),
                 "checked_seconds_ago": checked,
                 "index_age_seconds": index_age,
+                "index_architecture": archive.arch,
                 "built": built,
                 "moved": moved,
                 "bases": bases,
@@ -1065,12 +1067,13 @@ impl BasesCmd {
         }
         println!("{table}");
         println!(
-            "recipe {}, archives {}\nlast compared with the archives: {}; indexes: {}",
+            "recipe {}, archives {}\nlast compared with the archives: {}; {} indexes: {}",
             current.recipe,
             current.archive,
             checked
                 .map(|s| format!("{} ago", debian::age(s)))
                 .unwrap_or_else(|| "never".into()),
+            archive.arch,
             index_age
                 .map(|s| format!("fetched {} ago", debian::age(s)))
                 .unwrap_or_else(|| "none cached".into())

@@ -107,10 +107,12 @@ pub fn newer(a: &str, b: &str) -> Result<bool> {
     Ok(status.success())
 }
 
-/// The cached indexes of one suite's three archives.
+/// The cached indexes of one suite's three archives, for one architecture.
 pub struct Archive {
     dir: PathBuf,
     pub suite: String,
+    /// Debian's name of the architecture whose package indexes these are (`amd64`, `arm64`).
+    pub arch: String,
     sources: Vec<String>,
 }
 
@@ -147,14 +149,33 @@ pub fn age(seconds: u64) -> String {
 }
 
 impl Archive {
-    /// The cache of the given suite in the tools folder of this xtask binary, fetched from the
-    /// given mirrors.
+    /// The cache of the given suite for this host's architecture, in the tools folder of this
+    /// xtask binary, fetched from the given mirrors.
     pub fn new(root: &Path, mirrors: &Mirrors, suite: &str) -> Archive {
+        Archive::for_arch(
+            root,
+            mirrors,
+            suite,
+            crate::platform::Platform::host().arch(),
+        )
+    }
+
+    /// The cache of the given suite for one architecture. Versions can differ between
+    /// architectures (a binary-only rebuild, a fix built for one first), so the bases of each
+    /// platform are compared with their own architecture's indexes; the host's keep the folder
+    /// they always had.
+    pub fn for_arch(root: &Path, mirrors: &Mirrors, suite: &str, arch: &str) -> Archive {
+        let folder = if arch == crate::platform::Platform::host().arch() {
+            suite.to_string()
+        } else {
+            format!("{suite}-{arch}")
+        };
         Archive {
             dir: crate::smoke::tools_dir(root)
                 .join("debian-index")
-                .join(suite),
+                .join(folder),
             suite: suite.to_string(),
+            arch: arch.to_string(),
             sources: source_lines(mirrors, suite),
         }
     }
@@ -238,6 +259,9 @@ impl Archive {
             .arg("-oDir::Etc::SourceParts=/nonexistent")
             .arg(opt("Dir::State::Lists", &lists))
             .arg(opt("Dir::Cache", &self.dir.join("cache")))
+            // The indexes of this archive's architecture alone, whatever the host's is.
+            .arg(format!("-oAPT::Architecture={}", self.arch))
+            .arg(format!("-oAPT::Architectures={}", self.arch))
             // Only the package indexes, uncompressed so that they are read as they are.
             .args(["-oAcquire::Languages=none", "-oAcquire::GzipIndexes=false"])
             .args([
@@ -289,9 +313,9 @@ impl Archive {
         })
     }
 
-    /// The package index of one archive: name -> (version, source).
+    /// The package index of one archive for this architecture: name -> (version, source).
     pub fn index(&self, pocket: Pocket) -> Result<HashMap<String, Package>> {
-        let path = self.file(pocket, "_Packages")?;
+        let path = self.file(pocket, &format!("_binary-{}_Packages", self.arch))?;
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Ok(parse_records(&text)
@@ -415,6 +439,7 @@ mod tests {
         let archive = Archive {
             dir: dir.clone(),
             suite: "bookworm".into(),
+            arch: "amd64".into(),
             sources: vec!["deb http://127.0.0.1:9/debian bookworm main".into()],
         };
         let none = archive.ensure_fresh(Duration::from_secs(3600));
@@ -443,6 +468,19 @@ mod tests {
         let index = archive.index(Pocket::Security).unwrap();
         assert_eq!(index["libssl3"].version, "3.0.22-1~deb12u2");
         assert!(archive.index(Pocket::Updates).is_err());
+        // Another architecture's index in the same folder is never read as this one's.
+        let arm = Archive {
+            arch: "arm64".into(),
+            ..archive
+        };
+        assert!(arm.index(Pocket::Security).is_err());
+        std::fs::write(
+            dir.join("lists/h_debian-security_dists_bookworm-security_main_binary-arm64_Packages"),
+            "Package: libssl3\nVersion: 3.0.22-1~deb12u1\nSource: openssl\n",
+        )
+        .unwrap();
+        let index = arm.index(Pocket::Security).unwrap();
+        assert_eq!(index["libssl3"].version, "3.0.22-1~deb12u1");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

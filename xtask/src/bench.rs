@@ -40,6 +40,17 @@ pub struct BenchCmd {
     /// with a registry cache; see `bench_runner`.
     #[arg(long)]
     fresh_runner: bool,
+    /// Instead: both platforms against the host's alone (`--rounds` rounds), and cross against
+    /// fully emulated arm64 builds of each image, on a second engine with the containerd image
+    /// store; see `bench_platforms`.
+    #[arg(long, conflicts_with = "fresh_runner")]
+    platforms: bool,
+    /// Rounds of `--platforms`' comparison of both platforms with the host's alone.
+    #[arg(long, default_value_t = 3, requires = "platforms")]
+    rounds: usize,
+    /// Minutes after which `--platforms` stops an emulated build and reports it unfinished.
+    #[arg(long, default_value_t = 30, requires = "platforms")]
+    emulated_limit: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,6 +97,16 @@ impl BenchCmd {
     pub fn run(self, sh: &Shell, config_file: &std::path::Path) -> Result<()> {
         if self.fresh_runner {
             return crate::bench_runner::run(sh, config_file, !self.no_write);
+        }
+        if self.platforms {
+            let config = Config::load(config_file)?;
+            return crate::bench_platforms::run(
+                sh,
+                &config,
+                self.rounds,
+                std::time::Duration::from_secs(self.emulated_limit * 60),
+                !self.no_write,
+            );
         }
         if self.runs == 0 {
             bail!("--runs must be at least 1");

@@ -3,6 +3,7 @@
 
 mod bases;
 mod bench;
+mod bench_platforms;
 mod bench_runner;
 mod build;
 mod config;

@@ -655,23 +655,82 @@ fn an_invalid_environment_is_refused_without_printing_secrets() {
     );
 }
 
+/// On the first engine (the classic image store, one platform per image) a release for more
+/// than the host's platform is refused before anything is built, and so is an unknown platform
+/// or a list without the host's; `--dry-run` shows the same refusals.
 #[test]
-fn another_platform_is_refused_with_the_reason() {
+fn platforms_the_engine_cannot_hold_or_unknown_ones_are_refused_before_anything_is_built() {
     let project = Project::new();
-    let stderr = project.refused(
-        &["v1.0.1", "--platform", "linux/arm64"],
-        Some("127.0.0.1:1/todo"),
-        &[],
-        "platform",
-    );
-    assert!(stderr.contains("BuildKit container builder"), "{stderr}");
+    let registry = Some("127.0.0.1:1/todo");
     let stderr = project.refused(
         &["v1.0.1", "--platform", "linux/amd64,linux/arm64"],
-        Some("127.0.0.1:1/todo"),
+        registry,
         &[],
         "platform",
     );
-    assert!(stderr.contains("leave out --platform"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "releasing for linux/amd64,linux/arm64 needs the engine's containerd image store"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"containerd-snapshotter\": true"),
+        "{stderr}"
+    );
+    let stderr = project.refused(
+        &["v1.0.1", "--platform", "linux/amd64,linux/s390x"],
+        registry,
+        &[],
+        "platform",
+    );
+    assert!(
+        stderr.contains("unsupported platform `linux/s390x`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("linux/amd64, linux/arm64"), "{stderr}");
+    let stderr = project.refused(
+        &["v1.0.1", "--platform", "linux/arm64"],
+        registry,
+        &[],
+        "platform",
+    );
+    assert!(stderr.contains("smoke checks"), "{stderr}");
+    // project.toml's build.platforms is the default, as for `build`.
+    let toml = std::fs::read_to_string(project.path("project.toml")).unwrap();
+    let toml = toml.replacen(
+        "\n[bases]\n",
+        "\n[build]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[bases]\n",
+        1,
+    );
+    assert!(
+        toml.contains("platforms = ["),
+        "project.toml has no [bases] table"
+    );
+    std::fs::write(project.path("project.toml"), toml).unwrap();
+    let stderr = project.refused(
+        &["v1.0.1", "--dry-run", "--allow-dirty"],
+        registry,
+        &[],
+        "platform",
+    );
+    assert!(stderr.contains("containerd image store"), "{stderr}");
+    assert!(stderr.contains("dry run"), "{stderr}");
+    // The flag wins over project.toml: the host's platform alone passes that check.
+    let out = project.release(
+        &[
+            "v1.0.1",
+            "--dry-run",
+            "--allow-dirty",
+            "--platform",
+            "linux/amd64",
+        ],
+        registry,
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("refused[platform]"), "{stderr}");
+    project.assert_untouched();
 }
 
 #[test]

@@ -33,23 +33,30 @@ impl Store {
     }
 }
 
-/// The image store of the engine in force (see `engine::endpoint`), asked once per process.
+/// The image store of the engine in force (see `engine::endpoint`), asked once per process;
+/// the classic one when the engine does not answer.
 pub fn store() -> Store {
-    static STORE: OnceLock<Store> = OnceLock::new();
+    answered_store().unwrap_or(Store::Classic)
+}
+
+/// The image store of the engine in force, or None when the engine does not answer (a dry run
+/// does not start it).
+pub fn answered_store() -> Option<Store> {
+    static STORE: OnceLock<Option<Store>> = OnceLock::new();
     *STORE.get_or_init(|| {
         let status = match crate::engine::api_get("/info") {
             Some((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
                 .map(|info| info["DriverStatus"].to_string())
-                .unwrap_or_default(),
+                .ok()?,
             _ => crate::docker::docker(["info", "--format", "{{json .DriverStatus}}"])
                 .read()
-                .unwrap_or_default(),
+                .ok()?,
         };
-        if status.contains("io.containerd.snapshotter") {
+        Some(if status.contains("io.containerd.snapshotter") {
             Store::Containerd
         } else {
             Store::Classic
-        }
+        })
     })
 }
 
@@ -66,7 +73,7 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     if let Some(size) = known.get(id) {
         return Ok(*size);
     }
-    let size = read_saved(id, |out| saved_file_bytes(out))?;
+    let size = host_size(id)?;
     known.insert(id.to_string(), size);
     if let Some(dir) = Path::new(SIZES_FILE).parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -74,6 +81,23 @@ pub fn unpacked_size(id: &str, reported: u64) -> Result<u64> {
     // Losing the file only costs a recount.
     let _ = std::fs::write(SIZES_FILE, serde_json::to_string(&known)?);
     Ok(size)
+}
+
+/// The bytes of the files in an image's layers on the containerd store: for an image of
+/// several platforms (an index), those of the host's platform, the one `docker run` starts and
+/// the smoke checks measure; otherwise every layer's.
+fn host_size(id: &str) -> Result<u64> {
+    let (json, layers) = read_saved(id, |out| read_layout(out))?;
+    let platforms = layout_platforms(id, &json, &layers)?;
+    if platforms.len() > 1 {
+        let host = crate::platform::Platform::host().docker();
+        return platforms
+            .into_iter()
+            .find(|p| p.platform == host)
+            .map(|p| p.size_bytes)
+            .with_context(|| format!("the image {id} holds no {host}"));
+    }
+    Ok(layers.values().sum())
 }
 
 /// One platform's image in a multi-platform image (an index) on the containerd store.
@@ -92,6 +116,15 @@ pub struct PlatformImage {
 /// manifests (platform `unknown/unknown`) are left out.
 pub fn platform_images(id: &str) -> Result<Vec<PlatformImage>> {
     let (json, layers) = read_saved(id, |out| read_layout(out))?;
+    layout_platforms(id, &json, &layers)
+}
+
+/// [`platform_images`] of a `docker save` archive read with [`read_layout`].
+fn layout_platforms(
+    id: &str,
+    json: &BTreeMap<String, String>,
+    layers: &BTreeMap<String, u64>,
+) -> Result<Vec<PlatformImage>> {
     let blob = |digest: &str| -> Result<serde_json::Value> {
         let text = json
             .get(digest.trim_start_matches("sha256:"))
@@ -210,27 +243,6 @@ fn layer_file_bytes(head: Vec<u8>, rest: impl Read) -> Result<u64> {
         ) {
             total += file.size();
         }
-    }
-    Ok(total)
-}
-
-/// The bytes of the regular files in every layer of a `docker save` archive.
-fn saved_file_bytes(reader: impl Read) -> Result<u64> {
-    let mut outer = tar::Archive::new(reader);
-    let mut total = 0;
-    for entry in outer.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let blob = path.starts_with("blobs/") || path.ends_with("layer.tar");
-        if !entry.header().entry_type().is_file() || !blob {
-            continue;
-        }
-        let mut head = Vec::with_capacity(512);
-        (&mut entry).take(512).read_to_end(&mut head)?;
-        if head.first() == Some(&b'{') {
-            continue;
-        }
-        total += layer_file_bytes(head, &mut entry)?;
     }
     Ok(total)
 }

@@ -208,11 +208,46 @@ pub struct HistoryEntry {
 /// `docker buildx imagetools inspect --format '{{json .}}'` of one reference.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Remote {
-    pub manifest: Descriptor,
-    /// The image's configuration. An index (several platforms) has one per platform under
-    /// their names instead, and no configuration of its own: it reads as None here.
+    pub manifest: RemoteManifest,
+    /// The image's configuration, or, for an index (several platforms), one per platform
+    /// under its name (`linux/arm64`).
     #[serde(default)]
-    pub image: Option<RemoteImage>,
+    pub image: Option<RemoteImages>,
+}
+
+/// The top manifest `imagetools inspect` read: an image's, or an index's with its entries.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RemoteManifest {
+    pub digest: String,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+/// One configuration, or one per platform.
+#[derive(Debug, Clone)]
+pub enum RemoteImages {
+    One(RemoteImage),
+    Many(BTreeMap<String, RemoteImage>),
+}
+
+impl<'de> Deserialize<'de> for RemoteImages {
+    /// An index's entries are keyed by platform (`linux/arm64`), which holds a `/`; a single
+    /// image's keys (`created`, `config`) never do.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        if !map.is_empty() && map.keys().all(|k| k.contains('/')) {
+            map.into_iter()
+                .map(|(k, v)| Ok((k, serde_json::from_value(v).map_err(D::Error::custom)?)))
+                .collect::<Result<_, D::Error>>()
+                .map(RemoteImages::Many)
+        } else {
+            let value = serde_json::Value::Object(map.into_iter().collect());
+            serde_json::from_value(value)
+                .map(RemoteImages::One)
+                .map_err(D::Error::custom)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -229,10 +264,38 @@ pub struct RemoteConfig {
 }
 
 impl Remote {
-    /// A label of the image's configuration; None for an index.
+    /// A label of the image's configuration; for an index, the label its platforms share, or
+    /// None when they differ or one lacks it.
     pub fn label(&self, name: &str) -> Option<&str> {
-        let config = self.image.as_ref()?.config.as_ref()?;
-        config.labels.get(name).map(String::as_str)
+        fn get<'a>(image: &'a RemoteImage, name: &str) -> Option<&'a str> {
+            let config = image.config.as_ref()?;
+            config.labels.get(name).map(String::as_str)
+        }
+        match self.image.as_ref()? {
+            RemoteImages::One(image) => get(image, name),
+            RemoteImages::Many(images) => {
+                let mut values = images.values().map(|i| get(i, name));
+                let first = values.next()??;
+                values.all(|v| v == Some(first)).then_some(first)
+            }
+        }
+    }
+
+    /// An index's platforms (`linux/arm64`) and their manifest digests, sorted, without the
+    /// attestation manifests (`unknown/unknown`); empty for a single image.
+    pub fn platforms(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .manifest
+            .manifests
+            .iter()
+            .filter_map(|m| {
+                let p = m.platform.as_ref()?;
+                (p.os != "unknown" && p.architecture != "unknown")
+                    .then(|| (format!("{}/{}", p.os, p.architecture), m.digest.clone()))
+            })
+            .collect();
+        out.sort();
+        out
     }
 }
 
@@ -268,6 +331,35 @@ pub struct ManifestPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_has_its_platforms_and_the_labels_they_share() {
+        let index: Remote = serde_json::from_str(
+            r#"{"name": "r:t", "manifest": {"digest": "sha256:i", "manifests": [
+                {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "arm64"}},
+                {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "amd64"}},
+                {"digest": "sha256:x", "platform": {"os": "unknown", "architecture": "unknown"}}]},
+              "image": {"linux/amd64": {"architecture": "amd64", "config": {"Labels": {"v": "1", "r": "a"}}},
+                        "linux/arm64": {"architecture": "arm64", "config": {"Labels": {"v": "1", "r": "b"}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            index.platforms(),
+            [
+                ("linux/amd64".to_string(), "sha256:a".to_string()),
+                ("linux/arm64".to_string(), "sha256:b".to_string())
+            ]
+        );
+        assert_eq!(index.label("v"), Some("1"));
+        assert_eq!(index.label("r"), None);
+        let one: Remote = serde_json::from_str(
+            r#"{"manifest": {"digest": "sha256:m"},
+              "image": {"created": "2026-01-01T00:00:00Z", "architecture": "amd64", "config": {"Labels": {"v": "2"}}}}"#,
+        )
+        .unwrap();
+        assert!(one.platforms().is_empty());
+        assert_eq!(one.label("v"), Some("2"));
+    }
 
     #[test]
     fn nulls_read_as_empty_and_unknown_fields_are_ignored() {
@@ -311,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_index_has_no_labels_and_an_image_has_its_own() {
+    fn a_remote_index_has_its_platforms_labels_and_an_image_has_its_own() {
         let image: Remote = serde_json::from_str(
             r#"{"name": "r/x:1", "manifest": {"mediaType": "m", "digest": "sha256:d", "size": 1},
                 "image": {"config": {"Labels": {"org.opencontainers.image.version": "1.0.0"}}}}"#,
@@ -327,6 +419,6 @@ mod tests {
                 "image": {"linux/amd64": {"config": {"Labels": {"a": "b"}}}}}"#,
         )
         .unwrap();
-        assert_eq!(index.label("a"), None);
+        assert_eq!(index.label("a"), Some("b"));
     }
 }

@@ -35,6 +35,7 @@ use crate::deploy::overlay;
 use crate::env;
 use crate::git::GitInfo;
 use crate::interrupt;
+use crate::platform::Platform;
 use plan::{Push, ReleasePlan, Remote, Source};
 use record::{Record, RecordImage};
 use registry::Failure;
@@ -69,8 +70,10 @@ pub struct ReleaseCmd {
     /// The environment file to check, relative to the repository root (default: `.env`).
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
-    /// The platform to build for; only this host's is possible without a container builder.
-    #[arg(long, value_name = "OS/ARCH")]
+    /// The platforms to release, comma-separated (`linux/amd64,linux/arm64`; default:
+    /// project.toml's `build.platforms`, else this host's alone). More than the host's needs
+    /// the engine's containerd image store; each image is then one image index in the registry.
+    #[arg(long, value_name = "LIST")]
     platform: Option<String>,
     /// Where base images come from (default: project.toml's `bases.mode`, or TODO_BASES).
     #[arg(long, value_enum)]
@@ -101,7 +104,14 @@ impl ReleaseCmd {
         let report = env::check_file(&root.join(&env_file));
         let env_problems = (!report.is_ok()).then(|| report.render_text());
         let setting = registry_setting(&report, &env_file);
-        let host_platform = plan::host_platform();
+        // The platforms as `build` takes them; the store is asked only when more than the
+        // host's are wanted (a dry run does not start the engine, so it may not answer).
+        let platforms =
+            build::platforms(self.platform.as_deref(), config).map_err(|e| format!("{e:#}"));
+        let store = match &platforms {
+            Ok(list) if list != &[Platform::host()] => crate::store::answered_store(),
+            _ => None,
+        };
         let inputs = plan::Inputs {
             version: &self.version,
             git: &git,
@@ -112,8 +122,9 @@ impl ReleaseCmd {
             registry_error: setting.error.as_deref(),
             env_problems: env_problems.as_deref(),
             env_file: &env_file,
-            platform: self.platform.as_deref(),
-            host_platform: &host_platform,
+            platforms,
+            host_platform: Platform::host(),
+            store,
             force: self.force,
             allow_dirty: self.allow_dirty,
             git_tag: !self.no_git_tag,
@@ -217,6 +228,14 @@ impl ReleaseCmd {
         let (Some(remote), Some(sources), true) = (remote, sources, refusals.is_empty()) else {
             return refuse(&refusals, false, Some(&plan));
         };
+        if plan.platforms.len() > 1 {
+            bail!(
+                "a release for {} is not made yet: release for {} alone (leave out --platform). \
+                 Nothing was built, pushed, written or tagged",
+                plan::platform_list(&plan.platforms),
+                Platform::host().docker()
+            );
+        }
         self.release(sh, config, &plan, &remote, &sources, key.as_ref())
     }
 

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::git::GitInfo;
+use crate::platform::Platform;
+use crate::store::Store;
 
 /// One reason not to release, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,18 +141,6 @@ pub fn newest_released(git_tags: &[String], recorded: &[Version]) -> Option<Vers
         .max()
 }
 
-/// The platform Docker names for this host (`linux/amd64`), from Rust's names for it.
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("{}/{arch}", std::env::consts::OS)
-}
-
 /// Everything the plan depends on, gathered beforehand by the command.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
@@ -172,9 +162,13 @@ pub struct Inputs<'a> {
     pub env_problems: Option<&'a str>,
     /// The environment file checked, for messages.
     pub env_file: &'a Path,
-    /// `--platform`, when given.
-    pub platform: Option<&'a str>,
-    pub host_platform: &'a str,
+    /// The platforms to release (`--platform`, else project.toml's `build.platforms`, else
+    /// the host's; see `build::platforms`), or why the list was refused.
+    pub platforms: Result<Vec<Platform>, String>,
+    pub host_platform: Platform,
+    /// The engine's image store; None when the engine did not answer (a dry run does not start
+    /// it).
+    pub store: Option<Store>,
     pub force: bool,
     pub allow_dirty: bool,
     /// False with `--no-git-tag`.
@@ -204,6 +198,9 @@ pub struct ReleasePlan {
     pub latest: bool,
     pub latest_note: Option<String>,
     pub images: Vec<ImageRelease>,
+    /// The platforms each image is built for: the host's alone, or several, when each image
+    /// is one image index in the registry.
+    pub platforms: Vec<Platform>,
     /// Every push, in order: all `sha-` tags, then the version tags, then `latest`, so that
     /// `latest` moves only once every image of the release is in the registry.
     pub pushes: Vec<Push>,
@@ -328,23 +325,59 @@ pub fn plan(config: &Config, inputs: &Inputs) -> Planned {
             ),
         ));
     }
-    if let Some(platform) = inputs.platform {
-        if platform.trim() != inputs.host_platform {
+    let platforms = match &inputs.platforms {
+        Ok(list) => list.clone(),
+        Err(message) => {
             refusals.push(Refusal::new(
                 "platform",
+                message.clone(),
                 format!(
-                    "--platform {platform} differs from this host's {}: other and multiple \
-                     platforms need a BuildKit container builder (the docker-container driver, \
-                     whose moby/buildkit image cannot be pulled here), and the engine's own \
-                     builder would build the wrong thing",
-                    inputs.host_platform
-                ),
-                format!(
-                    "leave out --platform to release for {}, or release from a host with a \
-                     docker-container builder",
-                    inputs.host_platform
+                    "name platforms from {} (e.g. --platform linux/amd64,linux/arm64), or leave \
+                     out --platform to release for {} alone",
+                    crate::platform::supported(),
+                    inputs.host_platform.docker()
                 ),
             ));
+            vec![inputs.host_platform]
+        }
+    };
+    if !platforms.contains(&inputs.host_platform) {
+        refusals.push(Refusal::new(
+            "platform",
+            format!(
+                "{} leaves out this host's platform {}, on which the smoke checks run before \
+                 anything is pushed",
+                platform_list(&platforms),
+                inputs.host_platform.docker()
+            ),
+            format!(
+                "add {} to the list, e.g. --platform {}",
+                inputs.host_platform.docker(),
+                platform_list(&Platform::ALL)
+            ),
+        ));
+    } else if platforms != [inputs.host_platform] {
+        let list = platform_list(&platforms);
+        match inputs.store {
+            Some(Store::Containerd) => {}
+            Some(Store::Classic) => refusals.push(Refusal::new(
+                "platform",
+                format!(
+                    "releasing for {list} needs the engine's containerd image store, which \
+                     holds an image for several platforms; this engine uses the classic one, \
+                     which holds one platform per image"
+                ),
+                format!(
+                    "set {{\"features\": {{\"containerd-snapshotter\": true}}}} in the \
+                     engine's daemon.json and restart it, or leave out --platform (and \
+                     project.toml's build.platforms) to release for {} alone",
+                    inputs.host_platform.docker()
+                ),
+            )),
+            None => notes.push(format!(
+                "the engine did not answer, so its image store is not known: releasing for \
+                 {list} needs the containerd image store"
+            )),
         }
     }
     if inputs.git_tag && !inputs.git_identity {
@@ -444,7 +477,7 @@ pub fn plan(config: &Config, inputs: &Inputs) -> Planned {
         })
         .collect();
     let record_file = inputs.records_dir.join(format!("{tag}.json"));
-    let checks = checks(&tag, &previous, inputs, &registry);
+    let checks = checks(&tag, &previous, inputs, &registry, &platforms);
     Planned {
         plan: Some(ReleasePlan {
             version: version.to_string(),
@@ -459,6 +492,7 @@ pub fn plan(config: &Config, inputs: &Inputs) -> Planned {
             latest,
             latest_note,
             images,
+            platforms,
             pushes,
             record_file,
             git_tag: inputs.git_tag.then_some(tag),
@@ -474,7 +508,9 @@ fn checks(
     previous: &Option<Version>,
     inputs: &Inputs,
     registry: &Registry,
+    platforms: &[Platform],
 ) -> Vec<String> {
+    let host = inputs.host_platform;
     let mut checks = vec![
         format!("{tag} is semantic versioning with a leading v"),
         match previous {
@@ -499,16 +535,45 @@ fn checks(
             "the registry holds no {tag} of either image, except a partial release of this \
              revision, which is resumed"
         ),
-        "both images build (in parallel) within their size budgets".into(),
-        "the smoke checks pass on exactly the images built".into(),
-        "after the pushes: every tag's manifest in the registry has the local image's digest \
-         and config; one image pulled back by digest"
-            .into(),
+        if platforms.len() > 1 {
+            format!(
+                "both images build (in parallel) for {}, each platform within its size budget",
+                platform_list(platforms)
+            )
+        } else {
+            "both images build (in parallel) within their size budgets".into()
+        },
+        if platforms.len() > 1 {
+            format!(
+                "the smoke checks pass on exactly the images built (run on {})",
+                host.docker()
+            )
+        } else {
+            "the smoke checks pass on exactly the images built".into()
+        },
+        if platforms.len() > 1 {
+            "after the pushes: every tag names the image index the build made, which lists each \
+             platform with the manifest digest the build made; one image pulled back by digest"
+                .into()
+        } else {
+            "after the pushes: every tag's manifest in the registry has the local image's digest \
+             and config; one image pulled back by digest"
+                .into()
+        },
     ];
     if inputs.git_tag {
         checks.push(format!("git can make the annotated tag {tag}"));
     }
     checks
+}
+
+/// `linux/amd64,linux/arm64`.
+pub fn platform_list(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(|p| p.docker())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn next_patch(v: &Version) -> Version {
@@ -536,7 +601,43 @@ pub enum Remote {
         revision: Option<String>,
         /// The image's `org.opencontainers.image.version` label, when it has one.
         version: Option<String>,
+        /// For an image index, each platform (`linux/arm64`) and its manifest digest, sorted;
+        /// empty for a single image. An index's labels are its platforms' when they all agree.
+        platforms: Vec<(String, String)>,
     },
+}
+
+impl Remote {
+    /// The platforms an image of the registry holds, as a plan names them: an index's, or
+    /// none for a single image (which the host-only release makes).
+    fn platform_names(&self) -> Vec<String> {
+        match self {
+            Remote::Present { platforms, .. } => platforms.iter().map(|(p, _)| p.clone()).collect(),
+            Remote::Absent => vec![],
+        }
+    }
+}
+
+/// The platforms of a plan as the registry would show its images: none for the host-only
+/// release (a single image), else every platform of the index.
+fn expected_platforms(plan: &ReleasePlan) -> Vec<String> {
+    if plan.platforms.len() > 1 {
+        plan.platforms
+            .iter()
+            .map(|p| p.docker().to_string())
+            .collect()
+    } else {
+        vec![]
+    }
+}
+
+/// `one image` or `an index of linux/amd64,linux/arm64`.
+fn shape(platforms: &[String]) -> String {
+    if platforms.is_empty() {
+        "a single-platform image".into()
+    } else {
+        format!("an index of {}", platforms.join(","))
+    }
 }
 
 /// Where a service's release image comes from.
@@ -561,22 +662,47 @@ pub fn assess(
         revision.as_deref() == Some(plan.revision.as_str())
             && version.as_deref() == Some(plan.version.as_str())
     };
+    let wanted = expected_platforms(plan);
     for image in &plan.images {
         let at = |tag: &str| remote.get(&image.reference(tag));
         let source = match (at(&plan.tag), at(&plan.sha_tag)) {
             (
-                Some(Remote::Present {
-                    digest,
-                    revision,
-                    version,
-                }),
+                Some(
+                    found @ Remote::Present {
+                        digest,
+                        revision,
+                        version,
+                        ..
+                    },
+                ),
                 _,
             ) => {
-                if ours(revision, version) {
+                if ours(revision, version) && found.platform_names() == wanted {
                     Source::Resume {
                         digest: digest.clone(),
                         tag: plan.tag.clone(),
                     }
+                } else if ours(revision, version) {
+                    refusals.push(Refusal::new(
+                        "registry-holds",
+                        format!(
+                            "the registry already holds {} ({digest}) of this revision and \
+                             version as {}, and this release is for {}: a released version is \
+                             never overwritten",
+                            image.reference(&plan.tag),
+                            shape(&found.platform_names()),
+                            shape(&wanted),
+                        ),
+                        format!(
+                            "complete that release with the platforms it has (--platform {}), \
+                             or release a new version",
+                            match found.platform_names() {
+                                names if names.is_empty() => Platform::host().docker().to_string(),
+                                names => names.join(","),
+                            }
+                        ),
+                    ));
+                    continue;
                 } else {
                     refusals.push(Refusal::new(
                         "registry-holds",
@@ -599,12 +725,15 @@ pub fn assess(
             }
             (
                 _,
-                Some(Remote::Present {
-                    digest,
-                    revision,
-                    version,
-                }),
-            ) if ours(revision, version) => Source::Resume {
+                Some(
+                    found @ Remote::Present {
+                        digest,
+                        revision,
+                        version,
+                        ..
+                    },
+                ),
+            ) if ours(revision, version) && found.platform_names() == wanted => Source::Resume {
                 digest: digest.clone(),
                 tag: plan.sha_tag.clone(),
             },
@@ -637,6 +766,22 @@ pub fn provenance(
                      digest, not built",
                     image.repository
                 ),
+                (
+                    _,
+                    Some(
+                        found @ Remote::Present {
+                            revision, version, ..
+                        },
+                    ),
+                ) if revision.as_deref() == Some(plan.revision.as_str())
+                    && version.as_deref() == Some(plan.version.as_str()) =>
+                {
+                    format!(
+                        "built: {sha} in the registry is {}, and this release is for {}",
+                        shape(&found.platform_names()),
+                        shape(&expected_platforms(plan))
+                    )
+                }
                 (
                     _,
                     Some(Remote::Present {
@@ -709,6 +854,7 @@ mod tests {
         registry: Option<&'static str>,
         env_problems: Option<&'static str>,
         platform: Option<&'static str>,
+        store: Option<Store>,
         force: bool,
         allow_dirty: bool,
         git_tag: bool,
@@ -725,6 +871,7 @@ mod tests {
                 registry: Some("localhost:5000/todo"),
                 env_problems: None,
                 platform: None,
+                store: Some(Store::Classic),
                 force: false,
                 allow_dirty: false,
                 git_tag: true,
@@ -745,8 +892,12 @@ mod tests {
             registry_error: None,
             env_problems: facts.env_problems,
             env_file: Path::new(".env"),
-            platform: facts.platform,
-            host_platform: "linux/amd64",
+            platforms: match facts.platform {
+                Some(list) => Platform::parse_list(list).map_err(|e| e.to_string()),
+                None => Ok(vec![Platform::Amd64]),
+            },
+            host_platform: Platform::Amd64,
+            store: facts.store,
             force: facts.force,
             allow_dirty: facts.allow_dirty,
             git_tag: facts.git_tag,
@@ -879,7 +1030,7 @@ mod tests {
             version: "v1.0.0",
             dirty: true,
             env_problems: Some(".env:3: error[secret-length]: too short\n"),
-            platform: Some("linux/arm64"),
+            platform: Some("linux/amd64,linux/arm64"),
             identity: false,
             ..Facts::default()
         });
@@ -902,7 +1053,7 @@ mod tests {
             .join("\n");
         assert!(text.contains("e.g. v1.0.1"), "{text}");
         assert!(text.contains("    .env:3: error[secret-length]"), "{text}");
-        assert!(text.contains("docker-container"), "{text}");
+        assert!(text.contains("containerd-snapshotter"), "{text}");
         // The plan is still made, so that --dry-run shows it beside the refusals.
         assert!(planned.plan.is_some());
     }
@@ -956,7 +1107,120 @@ mod tests {
             digest: digest.into(),
             revision: Some(revision.into()),
             version: Some(version.into()),
+            platforms: vec![],
         }
+    }
+
+    fn index(digest: &str, platforms: &[&str]) -> Remote {
+        Remote::Present {
+            digest: digest.into(),
+            revision: Some(REVISION.into()),
+            version: Some("1.0.1".into()),
+            platforms: platforms
+                .iter()
+                .map(|p| (p.to_string(), format!("sha256:{p}")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn platforms_are_refused_when_unknown_without_the_host_or_on_the_classic_store() {
+        let unknown = run(Facts {
+            platform: Some("linux/amd64,linux/s390x"),
+            ..Facts::default()
+        });
+        assert_eq!(checks(&unknown), ["platform"]);
+        assert!(unknown.refusals[0].message.contains("linux/s390x"));
+        assert!(unknown.refusals[0].fix.contains("linux/amd64, linux/arm64"));
+        let classic = run(Facts {
+            platform: Some("linux/arm64,linux/amd64"),
+            ..Facts::default()
+        });
+        assert_eq!(checks(&classic), ["platform"]);
+        assert!(classic.refusals[0]
+            .message
+            .contains("linux/amd64,linux/arm64"));
+        assert!(classic.refusals[0].fix.contains("containerd-snapshotter"));
+        let foreign = run(Facts {
+            platform: Some("linux/arm64"),
+            store: Some(Store::Containerd),
+            ..Facts::default()
+        });
+        assert_eq!(checks(&foreign), ["platform"]);
+        assert!(foreign.refusals[0].message.contains("smoke checks"));
+        let both = run(Facts {
+            platform: Some("linux/arm64,linux/amd64"),
+            store: Some(Store::Containerd),
+            ..Facts::default()
+        });
+        assert!(both.refusals.is_empty(), "{:?}", both.refusals);
+        let plan = both.plan.unwrap();
+        assert_eq!(plan.platforms, [Platform::Amd64, Platform::Arm64]);
+        assert!(plan
+            .checks
+            .iter()
+            .any(|c| c.contains("linux/amd64,linux/arm64")));
+        // Unknown store (a dry run with no engine): a note, not a refusal.
+        let unknown_store = run(Facts {
+            platform: Some("linux/arm64,linux/amd64"),
+            store: None,
+            ..Facts::default()
+        });
+        assert!(unknown_store.refusals.is_empty());
+        assert!(unknown_store.plan.unwrap().notes[0].contains("containerd image store"));
+    }
+
+    #[test]
+    fn an_index_is_promoted_only_with_the_same_platforms() {
+        let multi = run(Facts {
+            platform: Some("linux/amd64,linux/arm64"),
+            store: Some(Store::Containerd),
+            ..Facts::default()
+        })
+        .plan
+        .unwrap();
+        let fe = "localhost:5000/todo/todo-frontend:sha-abcdef0".to_string();
+        let be = "localhost:5000/todo/todo-backend:sha-abcdef0".to_string();
+        let remote = BTreeMap::from([
+            (
+                fe.clone(),
+                index("sha256:fi", &["linux/amd64", "linux/arm64"]),
+            ),
+            (be.clone(), index("sha256:bi", &["linux/amd64"])),
+        ]);
+        let sources = assess(&multi, &remote).unwrap();
+        assert_eq!(
+            sources["frontend"],
+            Source::Resume {
+                digest: "sha256:fi".into(),
+                tag: "sha-abcdef0".into()
+            }
+        );
+        assert_eq!(sources["backend"], Source::Build);
+        let how = provenance(&multi, &sources, &remote);
+        assert!(
+            how["backend"].contains("is an index of linux/amd64, and this release is for an index of linux/amd64,linux/arm64"),
+            "{}",
+            how["backend"]
+        );
+        // The host-only release does not promote an index, and says why.
+        let single = run(Facts::default()).plan.unwrap();
+        let sources = assess(&single, &remote).unwrap();
+        assert_eq!(sources["frontend"], Source::Build);
+        let how = provenance(&single, &sources, &remote);
+        assert!(how["frontend"].contains("this release is for a single-platform image"));
+        // The version tag of this revision with other platforms is never overwritten.
+        let remote = BTreeMap::from([(
+            "localhost:5000/todo/todo-backend:v1.0.1".to_string(),
+            present("sha256:b1", REVISION, "1.0.1"),
+        )]);
+        let refusals = assess(&multi, &remote).unwrap_err();
+        assert_eq!(refusals[0].check, "registry-holds");
+        assert!(
+            refusals[0].fix.contains("--platform linux/amd64"),
+            "{}",
+            refusals[0].fix
+        );
     }
 
     #[test]

@@ -132,12 +132,13 @@ pub fn inspect(reference: &str) -> Result<Remote, Failure> {
     let remote: inspect::Remote = serde_json::from_str(&out.stdout)
         .map_err(|e| Failure::Other(format!("unexpected answer for {reference}: {e}")))?;
     // A single-platform image has its config under `image`; an index (several platforms) has
-    // one per platform and no labels of its own, so it can never count as this release.
+    // one per platform, whose labels count when they all agree.
     let label = |name: &str| remote.label(name).map(str::to_string);
     Ok(Remote::Present {
         digest: remote.manifest.digest.clone(),
         revision: label("org.opencontainers.image.revision"),
         version: label("org.opencontainers.image.version"),
+        platforms: remote.platforms(),
     })
 }
 

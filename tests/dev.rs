@@ -844,6 +844,31 @@ fn dev_stops_when_down_dev_force_removes_its_stack() {
         .expect("project name")
         .to_string();
     dev.wait_line("dev: watching", 0, Duration::from_secs(1500));
+    // The frontend's `node_modules` and `.next` are anonymous volumes: nothing could mount them
+    // again once the stack is gone, so `down` removes them even without `--volumes`.
+    let ids = docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let mut args = vec![
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+    ];
+    args.extend(&ids);
+    let mounted = docker(&args);
+    let anonymous: Vec<&str> = mounted
+        .split_whitespace()
+        .filter(|v| v.len() == 64)
+        .collect();
+    assert!(
+        anonymous.len() >= 2,
+        "the dev frontend's anonymous volumes were not found: {mounted}"
+    );
     let out = copy.xtask(&["down", "--dev", "--force"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -855,6 +880,15 @@ fn dev_stops_when_down_dev_force_removes_its_stack() {
     let status = dev.wait_exit(Duration::from_secs(60), "dev still runs");
     assert_eq!(status.code(), Some(1), "{}", dev.output());
     assert_eq!(project_left(&project), (String::new(), String::new()));
+    let volumes = docker(&["volume", "ls", "--quiet"]);
+    let kept: Vec<&&str> = anonymous
+        .iter()
+        .filter(|v| volumes.lines().any(|l| l == **v))
+        .collect();
+    assert!(
+        kept.is_empty(),
+        "`down --dev` left anonymous volumes: {kept:?}"
+    );
 }
 
 /// Ctrl-C as a terminal sends it (SIGINT to the whole process group, compose and docker children

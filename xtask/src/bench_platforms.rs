@@ -168,10 +168,20 @@ fn measure_all(
     let mut cross = Vec::new();
     for image in &config.images {
         let seconds = build(
-            &["--no-cache", "--platform", "linux/arm64", "--only", &image.service],
+            &[
+                "--no-cache",
+                "--platform",
+                "linux/arm64",
+                "--only",
+                &image.service,
+            ],
             None,
         )?;
-        eprintln!("cross    linux/arm64 {:<10} {}", image.service, describe(seconds));
+        eprintln!(
+            "cross    linux/arm64 {:<10} {}",
+            image.service,
+            describe(seconds)
+        );
         cross.push((image.service.clone(), seconds));
     }
     // The emulated variant: the same Dockerfiles without the marks that run the build stages on
@@ -197,10 +207,20 @@ fn measure_all(
     let mut emulated = Vec::new();
     for image in &config.images {
         let seconds = build(
-            &["--no-cache", "--platform", "linux/arm64", "--only", &image.service],
+            &[
+                "--no-cache",
+                "--platform",
+                "linux/arm64",
+                "--only",
+                &image.service,
+            ],
             Some(emulated_limit),
         )?;
-        eprintln!("emulated linux/arm64 {:<10} {}", image.service, describe(seconds));
+        eprintln!(
+            "emulated linux/arm64 {:<10} {}",
+            image.service,
+            describe(seconds)
+        );
         emulated.push((image.service.clone(), seconds));
     }
     for (path, text) in originals {
@@ -274,7 +294,10 @@ fn timed(mut command: Command, limit: Option<Duration>, what: &str) -> Result<Ti
     if !status.success() {
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("`build {what}` failed during the benchmark:\n{}", tail.join("\n"));
+        bail!(
+            "`build {what}` failed during the benchmark:\n{}",
+            tail.join("\n")
+        );
     }
     Ok(Timed::Done(seconds))
 }
@@ -316,7 +339,11 @@ fn render(
         out.push_str(&format!(
             "| {} | {} | {alone:.1} s | {both:.1} s | {:.2} |\n",
             i + 1,
-            if *host_first { "host first" } else { "both first" },
+            if *host_first {
+                "host first"
+            } else {
+                "both first"
+            },
             both / alone
         ));
     }
@@ -341,10 +368,7 @@ fn render(
         limit.as_secs() / 60
     ));
     for (service, c) in cross {
-        let e = emulated
-            .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, t)| *t);
+        let e = emulated.iter().find(|(s, _)| s == service).map(|(_, t)| *t);
         let (Timed::Done(c) | Timed::Stopped(c)) = *c;
         let (emulated_text, ratio) = match e {
             Some(Timed::Done(e)) => (format!("{e:.1} s"), format!("{:.1}", e / c)),

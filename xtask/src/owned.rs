@@ -494,6 +494,19 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
 /// which ends the xtask at once, does not stop the clean-up half-way.
 pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
+    // The anonymous volumes of the project's containers (the dev frontend's `node_modules` and
+    // `.next`, hundreds of MB) go even when the named ones stay: no later container ever mounts
+    // them again, and once the containers are gone nothing names them. So they are listed here,
+    // while the containers still say which they are.
+    let anonymous: Vec<String> = if volumes {
+        vec![]
+    } else {
+        leftovers(project)?
+            .volumes
+            .into_iter()
+            .filter(|v| is_anonymous(v))
+            .collect()
+    };
     let timeout = timeout_seconds.to_string();
     let mut args = vec!["compose", "--project-name", project, "down"];
     if volumes {
@@ -515,18 +528,14 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
     let remaining = || -> Result<Leftovers> {
         let mut left = leftovers(project)?;
         if !volumes {
-            left.volumes.clear();
+            left.volumes.retain(|v| is_anonymous(v));
         }
         Ok(left)
     };
     let remove = |left: &Leftovers| {
         for id in &left.containers {
-            let mut rm = vec!["rm", "--force"];
-            if volumes {
-                rm.push("--volumes");
-            }
-            rm.push(id);
-            let _ = docker(&rm).cleanup().read();
+            // `--volumes` removes a container's anonymous volumes only: named ones stay.
+            let _ = docker(["rm", "--force", "--volumes", id]).cleanup().read();
         }
         for network in &left.networks {
             let _ = docker(["network", "rm", network]).cleanup().read();
@@ -558,6 +567,9 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
+    for volume in &anonymous {
+        let _ = docker(["volume", "rm", "--force", volume]).cleanup().read();
+    }
     std::thread::sleep(Duration::from_millis(1500));
     let late = remaining()?;
     if !late.is_empty() {
@@ -573,6 +585,12 @@ pub fn remove_project(project: &str, timeout_seconds: u32, volumes: bool) -> Res
         );
     }
     Ok(())
+}
+
+/// True for the name the engine gives an anonymous volume: 64 hexadecimal digits. Compose
+/// names its named volumes `<project>_<name>`.
+fn is_anonymous(volume: &str) -> bool {
+    volume.len() == 64 && volume.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How long the removal of a stack waits for a create request that a stopped `compose up` sent
@@ -646,6 +664,15 @@ mod tests {
         assert!(!should_reap(&run(9_000, false), None, now, true));
         // A process id that lives on after hours belongs to another process by now.
         assert!(should_reap(&run(1_000, false), Some(9_500), now, true));
+    }
+
+    #[test]
+    fn only_engine_named_volumes_count_as_anonymous() {
+        assert!(is_anonymous(
+            "d08a6e571045de2728483a5c197ebcf7021993067d2fd0d89a3227817510e7ee"
+        ));
+        assert!(!is_anonymous("todo-chatbot_db-data"));
+        assert!(!is_anonymous(&"g".repeat(64)));
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl TestCmd {
             engine::ensure_program(sh, "kustomize", "kustomize/trixie")?;
             engine::ensure_program(sh, "kubectl", "kubernetes-client/trixie")?;
             let args = &self.cargo_args;
-            if cmd!(
+            if args.is_empty() {
+                failed.extend(rust_lanes(sh)?);
+            } else if cmd!(
                 sh,
                 "cargo test --workspace --locked --no-fail-fast {args...}"
             )
@@ -81,6 +83,127 @@ impl TestCmd {
         }
         Ok(())
     }
+}
+
+/// Where the suites that ran beside the others leave their output.
+const LANE_LOG: &str = "target/xtask/test/second-engines.log";
+
+/// Every Rust test, in two lanes at once. The suites that bring up second engines of their own
+/// (they include `tests/support/second_engine.rs`) spend most of their time in those engines'
+/// builds and waits, and share nothing with the first engine's suites but a read of its bases;
+/// `cargo test` alone would run every suite after the other. Their lane's output goes to a log
+/// and is printed whole when both lanes are done, so that the terminal never interleaves two
+/// suites; a line says when that lane ends. Returns what failed.
+fn rust_lanes(sh: &Shell) -> Result<Vec<&'static str>> {
+    use std::process::{Command, Stdio};
+    let (second, first) = suites(sh)?;
+    // One build first, so that the lanes do not wait for each other's compile and a compile
+    // error shows once.
+    cmd!(sh, "cargo test --workspace --locked --no-run")
+        .quiet()
+        .run()
+        .context("the Rust tests do not compile")?;
+    let mut failed = Vec::new();
+    let log_path = sh.current_dir().join(LANE_LOG);
+    sh.create_dir(log_path.parent().context("a log path without a folder")?)?;
+    let log = std::fs::File::create(&log_path)?;
+    let second_args: Vec<String> = second
+        .iter()
+        .flat_map(|s| ["--test".to_string(), s.clone()])
+        .collect();
+    eprintln!(
+        "running the suites on second engines ({}) beside the others; their output follows the \
+         others' (and stays in {LANE_LOG})",
+        second.join(", ")
+    );
+    let mut lane = Command::new("cargo")
+        .args([
+            "test",
+            "--locked",
+            "--no-fail-fast",
+            "-p",
+            "integration-tests",
+        ])
+        .args(&second_args)
+        .current_dir(sh.current_dir())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot run cargo test")?;
+    let lane_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = lane_done.clone();
+        std::thread::spawn(move || {
+            let status = lane.wait();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let ok = status.as_ref().is_ok_and(|s| s.success());
+            eprintln!(
+                "the suites on second engines are done: {}",
+                if ok { "all passed" } else { "some FAILED" }
+            );
+            ok
+        })
+    };
+    if cmd!(
+        sh,
+        "cargo test --workspace --locked --no-fail-fast --exclude integration-tests"
+    )
+    .run()
+    .is_err()
+    {
+        failed.push("Rust unit tests");
+    }
+    let first_args: Vec<String> = first
+        .iter()
+        .flat_map(|s| ["--test".to_string(), s.clone()])
+        .collect();
+    if cmd!(
+        sh,
+        "cargo test --locked --no-fail-fast -p integration-tests {first_args...}"
+    )
+    .run()
+    .is_err()
+    {
+        failed.push("Rust integration tests on the first engine");
+    }
+    if !lane_done.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("waiting for the suites on second engines");
+    }
+    let lane_ok = watcher.join().unwrap_or(false);
+    eprintln!("\n==== the suites on second engines ({LANE_LOG}) ====");
+    eprint!("{}", sh.read_file(&log_path).unwrap_or_default());
+    if !lane_ok {
+        failed.push("Rust integration tests on second engines");
+    }
+    Ok(failed)
+}
+
+/// The integration suites of tests/Cargo.toml: those that start second engines of their own,
+/// and the others.
+fn suites(sh: &Shell) -> Result<(Vec<String>, Vec<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        test: Vec<Target>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        name: String,
+        path: String,
+    }
+    let manifest: Manifest = toml::from_str(&sh.read_file("tests/Cargo.toml")?)
+        .context("tests/Cargo.toml lists no [[test]]")?;
+    let mut second = Vec::new();
+    let mut first = Vec::new();
+    for target in manifest.test {
+        let source = sh.read_file(format!("tests/{}", target.path))?;
+        if source.contains("support/second_engine.rs") {
+            second.push(target.name);
+        } else {
+            first.push(target.name);
+        }
+    }
+    Ok((second, first))
 }
 
 /// Creates the backend's test venv, or refreshes it when the pinned requirements changed.
@@ -157,4 +280,28 @@ fn e2e(sh: &Shell) -> Result<()> {
     }
     result?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suites_with_second_engines_run_in_their_own_lane() {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap(),
+        );
+        let (second, first) = suites(&sh).unwrap();
+        assert!(
+            second.contains(&"containerd_store".to_string()),
+            "{second:?}"
+        );
+        assert!(second.contains(&"remote_build".to_string()), "{second:?}");
+        assert!(first.contains(&"release".to_string()), "{first:?}");
+        assert!(first.contains(&"build".to_string()), "{first:?}");
+        assert!(!first.iter().any(|f| second.contains(f)));
+    }
 }

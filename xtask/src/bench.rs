@@ -51,6 +51,9 @@ pub struct BenchCmd {
     /// Minutes after which `--platforms` stops an emulated build and reports it unfinished.
     #[arg(long, default_value_t = 30, requires = "platforms")]
     emulated_limit: u64,
+    /// `--platforms` without the cross-against-emulated builds (the rounds alone).
+    #[arg(long, requires = "platforms")]
+    no_emulated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,7 +107,8 @@ impl BenchCmd {
                 sh,
                 &config,
                 self.rounds,
-                std::time::Duration::from_secs(self.emulated_limit * 60),
+                (!self.no_emulated)
+                    .then(|| std::time::Duration::from_secs(self.emulated_limit * 60)),
                 !self.no_write,
             );
         }

@@ -29,8 +29,16 @@ use crate::platform::{Emulation, Platform};
 use crate::second_engine::{Options, SecondEngine};
 
 const DOC: &str = "docs/benchmarks.md";
-const START: &str = "<!-- platforms-bench:start -->";
-const END: &str = "<!-- platforms-bench:end -->";
+/// The rounds' block and the cross-against-emulated block of the doc: each is rewritten only by
+/// a run that measured it.
+const ROUNDS_BLOCK: (&str, &str) = (
+    "<!-- platforms-bench:start -->",
+    "<!-- platforms-bench:end -->",
+);
+const EMULATED_BLOCK: (&str, &str) = (
+    "<!-- emulated-bench:start -->",
+    "<!-- emulated-bench:end -->",
+);
 const TREE: &str = "target/xtask/bench/platforms-tree";
 const BOTH: &str = "linux/amd64,linux/arm64";
 /// What the Dockerfiles say to run a stage on the build platform; the emulated variant drops it.
@@ -47,11 +55,11 @@ pub fn run(
     sh: &Shell,
     config: &Config,
     rounds: usize,
-    emulated_limit: Duration,
+    emulated_limit: Option<Duration>,
     write: bool,
 ) -> Result<()> {
-    if rounds == 0 {
-        bail!("--rounds must be at least 1");
+    if rounds == 0 && emulated_limit.is_none() {
+        bail!("nothing to measure: --rounds 0 and --no-emulated");
     }
     crate::engine::ensure(sh)?;
     let root = sh.current_dir();
@@ -99,23 +107,36 @@ pub fn run(
         .run();
     let (pairs, cross, emulated) = result?;
 
-    let text = render(&pairs, &cross, &emulated, emulated_limit, &revision, host);
-    println!("{text}");
+    let mut blocks = Vec::new();
+    if !pairs.is_empty() {
+        blocks.push((ROUNDS_BLOCK, render_rounds(&pairs, &revision, host)));
+    }
+    if let Some(limit) = emulated_limit {
+        blocks.push((
+            EMULATED_BLOCK,
+            render_emulated(&cross, &emulated, limit, &revision),
+        ));
+    }
+    for (_, text) in &blocks {
+        println!("{text}");
+    }
     if write {
-        let old = sh
+        let mut doc = sh
             .read_file(DOC)
             .unwrap_or_else(|_| "# Benchmarks\n".into());
-        let block = format!("{START}\n{text}{END}");
-        let new = match (old.find(START), old.find(END)) {
-            (Some(a), Some(b)) if a < b => {
-                format!("{}{block}{}", &old[..a], &old[b + END.len()..])
-            }
-            _ => format!(
-                "{}\n\n## Both platforms, cross and emulated\n\n{block}\n",
-                old.trim_end()
-            ),
-        };
-        sh.write_file(DOC, new)?;
+        for ((start, end), text) in &blocks {
+            let block = format!("{start}\n{text}{end}");
+            doc = match (doc.find(start), doc.find(end)) {
+                (Some(a), Some(b)) if a < b => {
+                    format!("{}{block}{}", &doc[..a], &doc[b + end.len()..])
+                }
+                _ => format!(
+                    "{}\n\n## Both platforms, cross and emulated\n\n{block}\n",
+                    doc.trim_end()
+                ),
+            };
+        }
+        sh.write_file(DOC, doc)?;
         eprintln!("wrote {DOC}");
     }
     Ok(())
@@ -132,7 +153,7 @@ fn measure_all(
     tree: &Path,
     references: &[String],
     rounds: usize,
-    emulated_limit: Duration,
+    emulated_limit: Option<Duration>,
     host: Platform,
 ) -> Result<(Vec<Pair>, PerImage, PerImage)> {
     eprintln!("starting a second engine (containerd image store, own network)");
@@ -166,65 +187,67 @@ fn measure_all(
     eprintln!("warm-up: both images for {BOTH}");
     build(&["--platform", BOTH], None)?;
     let mut cross = Vec::new();
-    for image in &config.images {
-        let seconds = build(
-            &[
-                "--no-cache",
-                "--platform",
-                "linux/arm64",
-                "--only",
-                &image.service,
-            ],
-            None,
-        )?;
-        eprintln!(
-            "cross    linux/arm64 {:<10} {}",
-            image.service,
-            describe(seconds)
-        );
-        cross.push((image.service.clone(), seconds));
-    }
-    // The emulated variant: the same Dockerfiles without the marks that run the build stages on
-    // the build platform. The rounds below build the Dockerfiles as they are again.
-    let mut originals = Vec::new();
-    for image in &config.images {
-        // Only the checkout's copy is edited: a Dockerfile named by an absolute path lies
-        // outside it.
-        if image.dockerfile.is_absolute() {
-            bail!(
-                "{}'s dockerfile {} is an absolute path: the emulated variant edits the \
-                 checkout's copy, so name it relative to the repository",
-                image.service,
-                image.dockerfile.display()
-            );
-        }
-        let path = tree.join(&image.dockerfile);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        std::fs::write(&path, text.replace(CROSS_MARK, ""))?;
-        originals.push((path, text));
-    }
     let mut emulated = Vec::new();
-    for image in &config.images {
-        let seconds = build(
-            &[
-                "--no-cache",
-                "--platform",
-                "linux/arm64",
-                "--only",
-                &image.service,
-            ],
-            Some(emulated_limit),
-        )?;
-        eprintln!(
-            "emulated linux/arm64 {:<10} {}",
-            image.service,
-            describe(seconds)
-        );
-        emulated.push((image.service.clone(), seconds));
-    }
-    for (path, text) in originals {
-        std::fs::write(path, text)?;
+    if let Some(limit) = emulated_limit {
+        for image in &config.images {
+            let seconds = build(
+                &[
+                    "--no-cache",
+                    "--platform",
+                    "linux/arm64",
+                    "--only",
+                    &image.service,
+                ],
+                None,
+            )?;
+            eprintln!(
+                "cross    linux/arm64 {:<10} {}",
+                image.service,
+                describe(seconds)
+            );
+            cross.push((image.service.clone(), seconds));
+        }
+        // The emulated variant: the same Dockerfiles without the marks that run the build stages on
+        // the build platform. The rounds below build the Dockerfiles as they are again.
+        let mut originals = Vec::new();
+        for image in &config.images {
+            // Only the checkout's copy is edited: a Dockerfile named by an absolute path lies
+            // outside it.
+            if image.dockerfile.is_absolute() {
+                bail!(
+                    "{}'s dockerfile {} is an absolute path: the emulated variant edits the \
+                     checkout's copy, so name it relative to the repository",
+                    image.service,
+                    image.dockerfile.display()
+                );
+            }
+            let path = tree.join(&image.dockerfile);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            std::fs::write(&path, text.replace(CROSS_MARK, ""))?;
+            originals.push((path, text));
+        }
+        for image in &config.images {
+            let seconds = build(
+                &[
+                    "--no-cache",
+                    "--platform",
+                    "linux/arm64",
+                    "--only",
+                    &image.service,
+                ],
+                Some(limit),
+            )?;
+            eprintln!(
+                "emulated linux/arm64 {:<10} {}",
+                image.service,
+                describe(seconds)
+            );
+            emulated.push((image.service.clone(), seconds));
+        }
+        for (path, text) in originals {
+            std::fs::write(path, text)?;
+        }
     }
     let mut pairs = Vec::new();
     for round in 0..rounds {
@@ -238,7 +261,16 @@ fn measure_all(
             } else {
                 &["--no-cache", "--platform", BOTH]
             };
-            let Timed::Done(seconds) = build(args, None)? else {
+            // A build that fails (a mirror that does not answer for a moment) is run once more
+            // rather than losing the rounds before it; the line says so.
+            let outcome = match build(args, None) {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    eprintln!("round {}: failed, running it again: {err:#}", round + 1);
+                    build(args, None)?
+                }
+            };
+            let Timed::Done(seconds) = outcome else {
                 unreachable!("no limit")
             };
             eprintln!(
@@ -317,14 +349,7 @@ fn describe(t: Timed) -> String {
     }
 }
 
-fn render(
-    pairs: &[Pair],
-    cross: &PerImage,
-    emulated: &PerImage,
-    limit: Duration,
-    revision: &str,
-    host: Platform,
-) -> String {
+fn render_rounds(pairs: &[Pair], revision: &str, host: Platform) -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let mut out = format!(
         "Measured {now} at revision {revision} by `cargo xtask bench --platforms` (load average \
@@ -359,11 +384,24 @@ fn render(
         median(&both),
         if ratio <= 1.5 { ", met" } else { ", NOT met" }
     ));
+    out
+}
+
+fn render_emulated(
+    cross: &PerImage,
+    emulated: &PerImage,
+    limit: Duration,
+    revision: &str,
+) -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let mut out = String::new();
     out.push_str(&format!(
-        "**Cross against emulated**, one image at a time for linux/arm64 alone (`build --no-cache \
+        "Measured {now} at revision {revision} by `cargo xtask bench --platforms` (load average \
+         at the end: {}). **Cross against emulated**, one image at a time for linux/arm64 alone (`build --no-cache \
          --platform linux/arm64 --only SERVICE`): cross as the Dockerfiles are, emulated with \
          their `{}` taken out so that every step runs under QEMU (stopped after {} min):\n\n\
          | image | cross | emulated | emulated / cross |\n|---|---|---|---|\n",
+        load(),
         CROSS_MARK.trim_end(),
         limit.as_secs() / 60
     ));

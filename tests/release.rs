@@ -313,6 +313,7 @@ impl Project {
         if memo.is_file() {
             std::fs::copy(memo, project.path("target/xtask/bases-auto")).unwrap();
         }
+        support::share_build_seed(&project.dir.0);
         // The smoke checks' tools (hadolint, trivy) live in a venv under target/tools/, installed
         // from PyPI on first use: the copy shares the main tree's instead of installing its own
         // on every release. The smoke run locks that folder while it installs.

@@ -45,6 +45,7 @@ impl Copy {
             .status()
             .unwrap();
         assert!(ok.success(), "git init");
+        super::share_build_seed(&dir);
         let copy = Copy { dir };
         copy.commit("copy");
         std::fs::write(copy.path(".env"), TEST_ENV).unwrap();

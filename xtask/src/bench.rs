@@ -120,17 +120,7 @@ impl BenchCmd {
         // would otherwise turn a no-op round into a real build. Content-addressed layer caching
         // makes the checkout's builds share the working tree's cache.
         let tree = sh.current_dir().join("target/xtask/bench/tree");
-        let _ = cmd!(sh, "git worktree remove --force {tree}")
-            .quiet()
-            .ignore_stderr()
-            .run();
-        let _ = sh.remove_path(&tree);
-        cmd!(sh, "git worktree add --detach --force {tree} HEAD")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .context("cannot check out HEAD for the benchmark")?;
+        check_out_head(sh, &tree)?;
         let dir = sh.push_dir(&tree);
         let config = &Config::load(&tree.join(crate::config::DEFAULT_FILE))?;
         let images: Vec<_> = config.images.iter().collect();
@@ -194,16 +184,33 @@ impl BenchCmd {
         let text = render(&rows, &sizes, &git, resolved.mode);
         println!("{text}");
         drop(dir);
-        let _ = cmd!(sh, "git worktree remove --force {tree}")
-            .quiet()
-            .ignore_stderr()
-            .run();
+        remove_checkout(sh, &tree);
         if !self.no_write {
             write_doc(sh, &text)?;
             eprintln!("wrote {DOC}");
         }
         Ok(())
     }
+}
+
+/// Checks out HEAD into `tree` (a detached git worktree, replacing one a killed run left).
+pub fn check_out_head(sh: &Shell, tree: &std::path::Path) -> Result<()> {
+    remove_checkout(sh, tree);
+    cmd!(sh, "git worktree add --detach --force {tree} HEAD")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .context("cannot check out HEAD for the benchmark")
+}
+
+/// Removes a checkout made by [`check_out_head`], if there is one.
+pub fn remove_checkout(sh: &Shell, tree: &std::path::Path) {
+    let _ = cmd!(sh, "git worktree remove --force {tree}")
+        .quiet()
+        .ignore_stderr()
+        .run();
+    let _ = sh.remove_path(tree);
 }
 
 fn label(tool: Tool) -> &'static str {

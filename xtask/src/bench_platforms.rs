@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::bench::median;
 use crate::config::Config;
@@ -88,23 +88,10 @@ pub fn run(
 
     // The checkout of HEAD that every build runs in.
     let tree = root.join(TREE);
-    let _ = cmd!(sh, "git worktree remove --force {tree}")
-        .quiet()
-        .ignore_stderr()
-        .run();
-    let _ = sh.remove_path(&tree);
-    cmd!(sh, "git worktree add --detach --force {tree} HEAD")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .context("cannot check out HEAD for the benchmark")?;
+    crate::bench::check_out_head(sh, &tree)?;
     let revision = crate::git::GitInfo::read(sh)?.short();
     let result = measure_all(sh, config, &tree, &references, rounds, emulated_limit, host);
-    let _ = cmd!(sh, "git worktree remove --force {tree}")
-        .quiet()
-        .ignore_stderr()
-        .run();
+    crate::bench::remove_checkout(sh, &tree);
     let (pairs, cross, emulated) = result?;
 
     let mut blocks = Vec::new();
@@ -184,22 +171,19 @@ fn measure_all(
         timed(command, limit, &args.join(" "))
     };
 
+    // One image for linux/arm64 alone, from scratch: the cross and the emulated builds.
+    let arm64_alone = |service: &str, limit: Option<Duration>| {
+        let args = ["--no-cache", "--platform", "linux/arm64", "--only", service];
+        build(&args, limit)
+    };
+
     eprintln!("warm-up: both images for {BOTH}");
     build(&["--platform", BOTH], None)?;
     let mut cross = Vec::new();
     let mut emulated = Vec::new();
     if let Some(limit) = emulated_limit {
         for image in &config.images {
-            let seconds = build(
-                &[
-                    "--no-cache",
-                    "--platform",
-                    "linux/arm64",
-                    "--only",
-                    &image.service,
-                ],
-                None,
-            )?;
+            let seconds = arm64_alone(&image.service, None)?;
             eprintln!(
                 "cross    linux/arm64 {:<10} {}",
                 image.service,
@@ -228,16 +212,7 @@ fn measure_all(
             originals.push((path, text));
         }
         for image in &config.images {
-            let seconds = build(
-                &[
-                    "--no-cache",
-                    "--platform",
-                    "linux/arm64",
-                    "--only",
-                    &image.service,
-                ],
-                Some(limit),
-            )?;
+            let seconds = arm64_alone(&image.service, Some(limit))?;
             eprintln!(
                 "emulated linux/arm64 {:<10} {}",
                 image.service,

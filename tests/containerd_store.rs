@@ -21,6 +21,7 @@ fn build_and_smoke_work_on_the_containerd_image_store_with_the_same_sizes() {
         Options {
             containerd_store: true,
             online: true,
+            ..Options::default()
         },
     );
     // The local bases of this recipe, as the first engine holds them: making them again would

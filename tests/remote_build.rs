@@ -80,6 +80,7 @@ fn a_cache_exported_to_a_registry_is_imported_and_builder_builds_on_its_engine()
         Options {
             containerd_store: true,
             online: false,
+            ..Options::default()
         },
     );
     let registry = engine.start_registry(5000);

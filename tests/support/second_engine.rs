@@ -22,10 +22,16 @@ pub struct Options {
     pub containerd_store: bool,
     /// A route out through the host, for build steps that download.
     pub online: bool,
+    /// Keep the engine's images and build cache in this folder, outside the clone, from one
+    /// run to the next (e.g. `/var/lib/todo-test-engines/multi`), so that a second run builds
+    /// warm; None: an empty data root, removed with the engine.
+    pub data_root: Option<PathBuf>,
 }
 
 pub struct SecondEngine {
     dir: PathBuf,
+    /// The data root, when it outlives the engine.
+    data_root: Option<PathBuf>,
     netns: String,
     child: Child,
     online: Option<Online>,
@@ -73,8 +79,13 @@ impl SecondEngine {
             "features": {"containerd-snapshotter": options.containerd_store}
         });
         std::fs::write(&config, features.to_string()).unwrap();
-        let child = spawn(&dir, &netns);
+        let data_root = options.data_root.clone();
+        if let Some(root) = &data_root {
+            std::fs::create_dir_all(root).unwrap();
+        }
+        let child = spawn(&dir, &netns, data_root.as_deref());
         let engine = SecondEngine {
+            data_root,
             dir,
             netns,
             child,
@@ -90,7 +101,8 @@ impl SecondEngine {
         self.stop();
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
         let _ = std::fs::remove_dir_all(self.dir.join("exec"));
-        self.child = spawn(&self.dir, &self.netns);
+        self.child = spawn(&self.dir, &self.netns, None);
+        self.data_root = None;
         self.wait_ready();
     }
 
@@ -175,17 +187,20 @@ impl SecondEngine {
 }
 
 /// Starts dockerd on `dir` (its config, data root, exec root, pid file and socket) in `netns`.
-fn spawn(dir: &Path, netns: &str) -> Child {
+fn spawn(dir: &Path, netns: &str, data_root: Option<&Path>) -> Child {
     let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
     // `nsenter --net` changes the network namespace only: `ip netns exec` would also remount
     // /sys, and dockerd then finds no cgroups.
     let d = dir.display();
+    let data = data_root
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("data"));
     Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{netns}"))
         .args(["dockerd", "--config-file"])
         .arg(dir.join("daemon.json"))
         .args([
-            format!("--data-root={d}/data"),
+            format!("--data-root={}", data.display()),
             format!("--exec-root={d}/exec"),
             format!("--pidfile={d}/docker.pid"),
             format!("--host=unix://{d}/docker.sock"),
@@ -252,6 +267,36 @@ impl Registry {
     /// `localhost:PORT`, as the engine names it (loopback registries need no TLS).
     pub fn address(&self) -> String {
         format!("localhost:{}", self.port)
+    }
+
+    /// The digest and body of the manifest or image index stored under `name:reference`, as
+    /// the registry serves them (asked from inside its namespace); None when it has none.
+    pub fn manifest(&self, name: &str, reference: &str) -> Option<(String, serde_json::Value)> {
+        let url = format!(
+            "http://127.0.0.1:{}/v2/{name}/manifests/{reference}",
+            self.port
+        );
+        let accept = "Accept: application/vnd.oci.image.index.v1+json, \
+                      application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.docker.distribution.manifest.v2+json";
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
+            .args(["curl", "-sf", "--max-time", "5", "-D", "-", "-H", accept])
+            .arg(&url)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let all = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = all.split_once("\r\n\r\n")?;
+        let digest = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        })?;
+        Some((digest, serde_json::from_str(body).ok()?))
     }
 
     /// The body of a GET on the registry's API, asked from inside its namespace; None unless 200.

@@ -149,6 +149,7 @@ fn measure_all(
         Options {
             containerd_store: true,
             online: true,
+            ..Options::default()
         },
     );
     let refs: Vec<&str> = references.iter().map(String::as_str).collect();

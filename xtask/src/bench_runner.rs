@@ -71,6 +71,7 @@ pub fn run(sh: &Shell, config_file: &std::path::Path, write: bool) -> Result<()>
         Options {
             containerd_store: true,
             online: true,
+            ..Options::default()
         },
     );
     let registry = engine.start_registry(REGISTRY_PORT);

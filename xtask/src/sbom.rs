@@ -41,7 +41,7 @@ impl Format {
         }
     }
 
-    fn extension(self) -> &'static str {
+    pub fn extension(self) -> &'static str {
         match self {
             Format::SpdxJson => "spdx.json",
             Format::CyclonedxJson => "cdx.json",
@@ -193,9 +193,156 @@ pub fn make(
         })?;
     let file = dir.join(format!("{service}.{}", format.extension()));
     let native = dir.join(format!("{service}.syft.json"));
+    // syft reads an image from the engine through `docker save`, which cannot take one
+    // platform of an image of several on this engine (a containerd image store): such an image
+    // is described as the host's platform, the one `docker run` starts.
+    if crate::store::store() == crate::store::Store::Containerd {
+        let platforms = crate::store::index_platforms(&image_id)?;
+        if platforms.len() > 1 {
+            let host = crate::platform::Platform::host().docker();
+            let (_, manifest) = platforms
+                .iter()
+                .find(|(p, _)| p == host)
+                .with_context(|| format!("{reference} holds no {host} image"))?;
+            let layout = Layout::save(&image_id, dir)?;
+            let source = layout.platform(manifest)?;
+            let mut sbom = scan(
+                syft, &source, service, reference, &image_id, format, &file, &native,
+            )?;
+            sbom.seconds = start.elapsed().as_secs_f64();
+            return Ok(sbom);
+        }
+    }
+    let mut sbom = scan(
+        syft,
+        &format!("docker:{image_id}"),
+        service,
+        reference,
+        &image_id,
+        format,
+        &file,
+        &native,
+    )?;
+    sbom.seconds = start.elapsed().as_secs_f64();
+    Ok(sbom)
+}
+
+/// One SBOM per platform of a multi-platform image, each describing exactly that platform's
+/// manifest (`<service>-<arch>.<format>` in `dir`), from one `docker save` of the image.
+pub fn make_platforms(
+    syft: &Path,
+    service: &str,
+    image_id: &str,
+    platforms: &[crate::store::PlatformImage],
+    format: Format,
+    dir: &Path,
+) -> Result<Vec<Sbom>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let layout = Layout::save(image_id, dir)?;
+    platforms
+        .iter()
+        .map(|p| {
+            let start = Instant::now();
+            let arch = p.platform.rsplit('/').next().unwrap_or("unknown");
+            let file = dir.join(format!("{service}-{arch}.{}", format.extension()));
+            let native = dir.join(format!("{service}-{arch}.syft.json"));
+            let source = layout.platform(&p.manifest)?;
+            let reference = format!("{image_id} ({})", p.platform);
+            let mut sbom = scan(
+                syft, &source, service, &reference, image_id, format, &file, &native,
+            )?;
+            sbom.seconds = start.elapsed().as_secs_f64();
+            Ok(sbom)
+        })
+        .collect()
+}
+
+/// A `docker save` of an image unpacked as an OCI layout (the containerd store saves one: an
+/// `index.json` naming the image's index, and every blob), removed when dropped. syft's
+/// `oci-dir:` source reads a layout whose `index.json` names one image manifest, so each
+/// platform gets a layout of its own that names its manifest and shares the blobs.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn save(image_id: &str, near: &Path) -> Result<Layout> {
+        use std::os::unix::process::CommandExt;
+        let dir = near.join(format!(
+            ".layout-{}-{}",
+            image_id
+                .trim_start_matches("sha256:")
+                .get(..12)
+                .unwrap_or("image"),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("saved"))?;
+        let layout = Layout { dir };
+        // In a process group of its own, like the size count's `docker save` (see
+        // `store::read_saved`): a release past its pushes lets it finish.
+        let mut save = Command::new("docker")
+            .args(["save", image_id])
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run docker save")?;
+        let stdout = save.stdout.take().context("no stdout from docker save")?;
+        let unpacked = tar::Archive::new(stdout).unpack(layout.dir.join("saved"));
+        let status = save.wait()?;
+        unpacked.with_context(|| format!("cannot unpack the docker save of {image_id}"))?;
+        if !status.success() {
+            bail!("docker save {image_id} failed ({status})");
+        }
+        Ok(layout)
+    }
+
+    /// syft's source for one platform's manifest: `oci-dir:` of a layout naming it alone.
+    fn platform(&self, manifest: &str) -> Result<String> {
+        let hex = manifest.trim_start_matches("sha256:");
+        let blob = self.dir.join("saved/blobs/sha256").join(hex);
+        let bytes = std::fs::read(&blob)
+            .with_context(|| format!("the saved image holds no manifest {manifest}"))?;
+        let media_type = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+        let dir = self.dir.join(&hex[..12.min(hex.len())]);
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::fs::remove_file(dir.join("blobs"));
+        std::os::unix::fs::symlink(self.dir.join("saved/blobs"), dir.join("blobs"))?;
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": media_type, "digest": manifest, "size": bytes.len()}],
+        });
+        std::fs::write(dir.join("index.json"), index.to_string())?;
+        Ok(format!("oci-dir:{}", dir.display()))
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// syft on one source, writing its own JSON and the chosen format in one pass.
+#[allow(clippy::too_many_arguments)]
+fn scan(
+    syft: &Path,
+    source: &str,
+    service: &str,
+    reference: &str,
+    image_id: &str,
+    format: Format,
+    file: &Path,
+    native: &Path,
+) -> Result<Sbom> {
     let out = Command::new(syft)
         .arg("scan")
-        .arg(format!("docker:{image_id}"))
+        .arg(source)
         .arg("-o")
         .arg(format!("syft-json={}", native.display()))
         .arg("-o")
@@ -212,19 +359,18 @@ pub fn make(
             stderr.lines().last().unwrap_or("no output")
         );
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&native)
+    let text = std::fs::read_to_string(native)
         .with_context(|| format!("syft wrote no {}", native.display()))?;
     let doc: Value = serde_json::from_str(&text)?;
     let summary = summarize(&doc);
     Ok(Sbom {
         service: service.to_string(),
         reference: reference.to_string(),
-        image_id,
+        image_id: image_id.to_string(),
         format,
-        file,
-        native,
-        seconds,
+        file: file.to_path_buf(),
+        native: native.to_path_buf(),
+        seconds: 0.0,
         distro: summary.distro,
         codename: summary.codename,
         counts: summary.counts,

@@ -174,6 +174,54 @@ fn layout_platforms(
     Ok(out)
 }
 
+/// The platforms (`linux/arm64`) and manifest digests of an image of several platforms (an
+/// index), sorted, without attestation manifests; empty for a single image. Reads only the
+/// small JSON files of one `docker save` of it, not the layers.
+pub fn index_platforms(id: &str) -> Result<Vec<(String, String)>> {
+    let json = read_saved(id, |out| {
+        let mut outer = tar::Archive::new(out);
+        let mut json = BTreeMap::new();
+        for entry in outer.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            if !entry.header().entry_type().is_file() || entry.size() > 1 << 20 {
+                continue;
+            }
+            let mut head = Vec::new();
+            entry.read_to_end(&mut head)?;
+            if head.first() == Some(&b'{') {
+                let name = path.rsplit('/').next().unwrap_or_default().to_string();
+                json.insert(name, String::from_utf8_lossy(&head).into_owned());
+            }
+        }
+        Ok(json)
+    })?;
+    let parse = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(json.get(name.trim_start_matches("sha256:"))?).ok()
+    };
+    let mut out = Vec::new();
+    for top in parse("index.json")
+        .into_iter()
+        .flat_map(|i| i["manifests"].as_array().cloned().unwrap_or_default())
+    {
+        let Some(inner) = top["digest"].as_str().and_then(parse) else {
+            continue;
+        };
+        for m in inner["manifests"].as_array().into_iter().flatten() {
+            let os = m["platform"]["os"].as_str().unwrap_or("unknown");
+            let arch = m["platform"]["architecture"].as_str().unwrap_or("unknown");
+            if os != "unknown" && arch != "unknown" {
+                out.push((
+                    format!("{os}/{arch}"),
+                    m["digest"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The small JSON files of a `docker save` archive (by blob digest, and `index.json`) and the
 /// bytes of the files in each layer blob.
 type Layout = (BTreeMap<String, String>, BTreeMap<String, u64>);

@@ -442,7 +442,7 @@ fn push_images(
 
 /// Reads a pushed image index back from the registry and checks that it lists each platform
 /// with the manifest digest the build made.
-fn verify_platforms(
+pub fn verify_platforms(
     reference: &str,
     digest: &str,
     platforms: &[crate::store::PlatformImage],

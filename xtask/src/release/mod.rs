@@ -228,14 +228,6 @@ impl ReleaseCmd {
         let (Some(remote), Some(sources), true) = (remote, sources, refusals.is_empty()) else {
             return refuse(&refusals, false, Some(&plan));
         };
-        if plan.platforms.len() > 1 {
-            bail!(
-                "a release for {} is not made yet: release for {} alone (leave out --platform). \
-                 Nothing was built, pushed, written or tagged",
-                plan::platform_list(&plan.platforms),
-                Platform::host().docker()
-            );
-        }
         self.release(sh, config, &plan, &remote, &sources, key.as_ref())
     }
 
@@ -250,14 +242,16 @@ impl ReleaseCmd {
         key: Option<&sign::Key>,
     ) -> Result<()> {
         let resumed = sources.values().any(|s| matches!(s, Source::Resume { .. }));
+        let multi = plan.platforms.len() > 1;
         for note in &plan.notes {
             eprintln!("note: {note}");
         }
         eprintln!(
-            "releasing {} of {} ({}) to {}{}",
+            "releasing {} of {} ({}) for {} to {}{}",
             plan.tag,
             config.project.name,
             plan.sha_tag,
+            plan::platform_list(&plan.platforms),
             plan.registry.prefix,
             if resumed {
                 ": reusing images the registry holds for this revision and version (resuming a \
@@ -275,8 +269,26 @@ impl ReleaseCmd {
             if let Some(Source::Resume { digest, tag }) = sources.get(&image.service) {
                 let pinned = format!("{}@{digest}", image.repository);
                 let id = match registry::image_id(&pinned) {
-                    Ok(id) => id,
-                    Err(_) => {
+                    Ok(id) if !multi || platforms_held(&id, &plan.platforms) => id,
+                    _ if multi => {
+                        // `docker pull` fetches one platform: each in turn, so that the
+                        // engine holds the whole index, which the SBOMs and pushes read.
+                        eprintln!("pulling {pinned}, pushed earlier as {tag}, to reuse it");
+                        for platform in &plan.platforms {
+                            registry::pull_platform(&pinned, platform.docker())?;
+                        }
+                        let id = registry::image_id(&pinned)?;
+                        if !platforms_held(&id, &plan.platforms) {
+                            bail!(
+                                "{pinned} was pulled for {}, but the engine does not hold \
+                                 every platform of it, so it cannot be reused: nothing was \
+                                 pushed",
+                                plan::platform_list(&plan.platforms)
+                            );
+                        }
+                        id
+                    }
+                    _ => {
                         eprintln!("pulling {pinned}, pushed earlier as {tag}, to reuse it");
                         registry::pull(&pinned, registry::OnCtrlC::Stop)?
                     }
@@ -290,6 +302,11 @@ impl ReleaseCmd {
                 images.insert(
                     image.service.clone(),
                     Candidate {
+                        platforms: if multi {
+                            crate::store::platform_images(&id)?
+                        } else {
+                            vec![]
+                        },
                         id,
                         build_seconds: None,
                         expected: Some(digest.clone()),
@@ -328,8 +345,28 @@ impl ReleaseCmd {
         let root = sh.current_dir();
         let sbom_dir = root.join(BUILD_DIR).join("sbom");
         eprintln!("writing the SBOMs of {} with syft", describe(&ids));
-        let sboms = crate::sbom::make_all(&root, &ids, SBOM_FORMAT, &sbom_dir)
-            .context("the SBOMs could not be made: nothing was pushed")?;
+        let sboms = if multi {
+            // One per platform, each describing exactly that platform's manifest.
+            let syft = crate::sbom::ensure_syft(&root)?;
+            let mut all = Vec::new();
+            for (service, candidate) in &images {
+                all.extend(
+                    crate::sbom::make_platforms(
+                        &syft,
+                        service,
+                        &candidate.id,
+                        &candidate.platforms,
+                        SBOM_FORMAT,
+                        &sbom_dir,
+                    )
+                    .context("the SBOMs could not be made: nothing was pushed")?,
+                );
+            }
+            all
+        } else {
+            crate::sbom::make_all(&root, &ids, SBOM_FORMAT, &sbom_dir)
+                .context("the SBOMs could not be made: nothing was pushed")?
+        };
 
         // Every reference is pointed at its image here, so that a reused image's missing tags
         // are pushed from the right image whatever the local tags said before.
@@ -343,15 +380,21 @@ impl ReleaseCmd {
         for image in &mut record.images {
             image.source = provenance.get(&image.service).cloned();
         }
+        let record_sbom = |sbom: &crate::sbom::Sbom| {
+            plan.record_file
+                .with_extension("sbom")
+                .join(sbom.file.file_name().unwrap_or_default())
+        };
         for image in &mut record.images {
+            if multi {
+                sign_platforms(plan, key, image, &sboms, &record_sbom)?;
+                continue;
+            }
             let sbom = sboms
                 .iter()
                 .find(|s| s.service == image.service)
                 .context("an image without its SBOM")?;
-            let file = plan
-                .record_file
-                .with_extension("sbom")
-                .join(sbom.file.file_name().unwrap_or_default());
+            let file = record_sbom(sbom);
             image.sbom = Some(file.clone());
             if let Some(key) = key {
                 let signed = sign::sign_image(
@@ -362,16 +405,9 @@ impl ReleaseCmd {
                     &sbom.file,
                     SBOM_FORMAT,
                 )
-                .with_context(|| {
-                    format!(
-                        "the images are pushed, but {} could not be signed: nothing was \
-                         recorded and no git tag was made; run the same command again to sign \
-                         what is not signed yet",
-                        image.pinned
-                    )
-                })?;
+                .with_context(|| not_signed(&image.pinned))?;
                 image.signature = Some(sign::Signed {
-                    sbom: file.clone(),
+                    sbom: Some(file.clone()),
                     ..signed
                 });
             }
@@ -457,12 +493,20 @@ impl ReleaseCmd {
         let selected: Vec<String> = services.iter().map(|s| s.to_string()).collect();
         let images = config.select(&selected)?;
         let mode = build::base_mode(self.bases, config)?;
-        let resolved = bases::resolve(sh, config, &images, mode)?;
+        let multi = plan.platforms.len() > 1;
+        let resolved = if multi {
+            bases::resolve_platforms(sh, config, &images, mode, &plan.platforms)?
+        } else {
+            bases::resolve(sh, config, &images, mode)?
+        };
         let git = GitInfo::read(sh)?;
         let version = semver::Version::parse(&plan.version)?;
-        let inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, BUILD_DIR)
+        let mut inputs = crate::plan::PlanInputs::now(&version, &git, &resolved.args, BUILD_DIR)
             .with_context_revisions(sh, &images)?
             .with_build_seed(sh)?;
+        if multi {
+            inputs.platforms = plan.platforms.clone();
+        }
         let mut build_plan = crate::plan::build_plan(config, &images, &inputs);
         for image in &mut build_plan.images {
             let release = plan
@@ -474,9 +518,10 @@ impl ReleaseCmd {
         }
         sh.create_dir(BUILD_DIR)?;
         eprintln!(
-            "building {} at {} on {} bases",
+            "building {} at {} for {} on {} bases",
             services.join(" and "),
             plan.tag,
+            plan::platform_list(&plan.platforms),
             resolved.mode
         );
         let report = build::execute(sh, &build_plan, self.progress)?;
@@ -520,6 +565,7 @@ impl ReleaseCmd {
                         id,
                         build_seconds: Some(i.seconds),
                         expected: None,
+                        platforms: i.platforms.clone(),
                     },
                 ))
             })
@@ -532,6 +578,78 @@ struct Candidate {
     id: String,
     build_seconds: Option<f64>,
     expected: Option<String>,
+    /// Each platform's manifest digest and size, for an image of several platforms (the
+    /// local image id is then the index's digest).
+    platforms: Vec<crate::store::PlatformImage>,
+}
+
+/// True when the local image `id` holds an image for every platform.
+fn platforms_held(id: &str, platforms: &[Platform]) -> bool {
+    crate::store::platform_images(id).is_ok_and(|found| {
+        platforms
+            .iter()
+            .all(|p| found.iter().any(|f| f.platform == p.docker()))
+    })
+}
+
+fn not_signed(pinned: &str) -> String {
+    format!(
+        "the images are pushed, but {pinned} could not be signed: nothing was recorded and no \
+         git tag was made; run the same command again to sign what is not signed yet"
+    )
+}
+
+/// Signs an image index with cosign `--recursive` (the index and each manifest it lists),
+/// attests each platform's SBOM to that platform's manifest digest, and verifies the index's
+/// and every platform's signature and every attestation with the public key.
+fn sign_platforms(
+    plan: &ReleasePlan,
+    key: Option<&sign::Key>,
+    image: &mut RecordImage,
+    sboms: &[crate::sbom::Sbom],
+    record_sbom: &dyn Fn(&crate::sbom::Sbom) -> PathBuf,
+) -> Result<()> {
+    let arch_sbom = |platform: &str| {
+        let arch = platform.rsplit('/').next().unwrap_or_default();
+        let name = format!("{}-{arch}.{}", image.service, SBOM_FORMAT.extension());
+        sboms
+            .iter()
+            .find(|s| s.service == image.service && s.file.file_name().is_some_and(|f| *f == *name))
+            .with_context(|| format!("{} {platform} has no SBOM", image.service))
+    };
+    let host = Platform::host().docker();
+    let host_sbom = arch_sbom(host)?;
+    image.sbom = Some(record_sbom(host_sbom));
+    let Some(key) = key else {
+        for p in &mut image.platforms {
+            p.sbom = Some(record_sbom(arch_sbom(&p.platform)?));
+        }
+        return Ok(());
+    };
+    let manifests: Vec<(String, PathBuf)> = image
+        .platforms
+        .iter()
+        .map(|p| Ok((p.manifest.clone(), arch_sbom(&p.platform)?.file.clone())))
+        .collect::<Result<_>>()?;
+    let (index, platforms) = sign::sign_index(
+        key,
+        &plan.registry.host,
+        &image.repository,
+        &image.digest,
+        &manifests,
+        SBOM_FORMAT,
+    )
+    .with_context(|| not_signed(&image.pinned))?;
+    image.signature = Some(index);
+    for (p, signed) in image.platforms.iter_mut().zip(platforms) {
+        let file = record_sbom(arch_sbom(&p.platform)?);
+        p.sbom = Some(file.clone());
+        p.signature = Some(sign::Signed {
+            sbom: Some(file),
+            ..signed
+        });
+    }
+    Ok(())
 }
 
 /// Where `DOCKER_REGISTRY` came from, as compose reads it: the process environment wins over the
@@ -706,6 +824,15 @@ fn render_plan(
     out.push_str(&format!(
         "registry: {} ({}), repositories under {}\n",
         plan.registry.value, plan.registry_source, plan.registry.prefix
+    ));
+    out.push_str(&format!(
+        "platforms: {}{}\n",
+        plan::platform_list(&plan.platforms),
+        if plan.platforms.len() > 1 {
+            " (one image index per image)"
+        } else {
+            ""
+        }
     ));
     if let Some(note) = &plan.latest_note {
         out.push_str(&format!("latest: not moved: {note}\n"));
@@ -978,20 +1105,68 @@ fn verify(
             }
         }
         let pinned = format!("{}@{digest}", image.repository);
-        match registry::raw_manifest(&pinned) {
-            Ok(manifest) => {
-                let config = manifest.config.unwrap_or_default();
-                if config.digest != candidate.id {
-                    problems.push(format!(
-                        "{pinned} holds the config {}, not the local image {}",
-                        config.digest, candidate.id
-                    ));
-                }
-                pushed_bytes = config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+        let mut platforms = Vec::new();
+        if !candidate.platforms.is_empty() {
+            // An image index: the local image id is the index's digest, and the registry's index
+            // lists each platform with exactly the manifest the build made.
+            if *digest != candidate.id {
+                problems.push(format!(
+                    "{pinned} is not the local image index {}",
+                    candidate.id
+                ));
             }
-            Err(err) => problems.push(format!("{err:#}")),
+            if let Err(err) =
+                build::verify_platforms(&image.reference(&plan.tag), digest, &candidate.platforms)
+            {
+                problems.push(format!("{err:#}"));
+            }
+            for p in &candidate.platforms {
+                let manifest_pinned = format!("{}@{}", image.repository, p.manifest);
+                let bytes = match registry::raw_manifest(&manifest_pinned) {
+                    Ok(m) => {
+                        m.config.unwrap_or_default().size
+                            + m.layers.iter().map(|l| l.size).sum::<u64>()
+                    }
+                    Err(err) => {
+                        problems.push(format!("{err:#}"));
+                        0
+                    }
+                };
+                pushed_bytes += bytes;
+                platforms.push(record::RecordPlatform {
+                    platform: p.platform.clone(),
+                    manifest: p.manifest.clone(),
+                    pinned: manifest_pinned,
+                    size_bytes: p.size_bytes,
+                    pushed_bytes: bytes,
+                    sbom: None,
+                    signature: None,
+                });
+            }
+        } else {
+            match registry::raw_manifest(&pinned) {
+                Ok(manifest) => {
+                    let config = manifest.config.unwrap_or_default();
+                    if config.digest != candidate.id {
+                        problems.push(format!(
+                            "{pinned} holds the config {}, not the local image {}",
+                            config.digest, candidate.id
+                        ));
+                    }
+                    pushed_bytes =
+                        config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+                }
+                Err(err) => problems.push(format!("{err:#}")),
+            }
         }
         let (size_bytes, labels, repo_digests) = registry::local_image(&candidate.id)?;
+        // An index's size is its biggest platform's, each measured alone (as `build` reports).
+        let size_bytes = candidate
+            .platforms
+            .iter()
+            .map(|p| p.size_bytes)
+            .max()
+            .unwrap_or(size_bytes);
         let expected = format!("{}@{digest}", plan::familiar(&image.repository));
         if !repo_digests.iter().any(|d| plan::familiar(d) == expected) {
             problems.push(format!(
@@ -1014,6 +1189,7 @@ fn verify(
             source: None,
             sbom: None,
             signature: None,
+            platforms,
         });
     }
     // One image comes back by digest through the engine, as a deployment would fetch it. The

@@ -66,7 +66,32 @@ pub struct RecordImage {
     /// The image's SBOM, written beside the record.
     #[serde(default)]
     pub sbom: Option<std::path::PathBuf>,
-    /// The cosign signature and SBOM attestation, each pinned by digest, when signed.
+    /// The cosign signature and SBOM attestation, each pinned by digest, when signed. For an
+    /// image index: the index's signature (its platforms' are under `platforms`).
+    #[serde(default)]
+    pub signature: Option<super::sign::Signed>,
+    /// For an image index (a release for several platforms): each platform's manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<RecordPlatform>,
+}
+
+/// One platform of a released image index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPlatform {
+    /// `linux/arm64`.
+    pub platform: String,
+    /// The platform's manifest digest, as the build made it and the registry's index lists it.
+    pub manifest: String,
+    /// `repository@manifest`.
+    pub pinned: String,
+    /// The bytes of the files in its layers (what the size budget is measured against).
+    pub size_bytes: u64,
+    /// Its layers and config as stored in the registry (compressed).
+    pub pushed_bytes: u64,
+    /// This platform's SBOM, written beside the record.
+    #[serde(default)]
+    pub sbom: Option<std::path::PathBuf>,
+    /// Its cosign signature and SBOM attestation, each pinned by digest, when signed.
     #[serde(default)]
     pub signature: Option<super::sign::Signed>,
 }
@@ -110,6 +135,9 @@ pub fn tag_message(record: &Record, record_file: &Path) -> String {
     let mut text = format!("Release {}\n\n", record.tag);
     for image in &record.images {
         text.push_str(&format!("{}: {}\n", image.service, image.pinned));
+        for p in &image.platforms {
+            text.push_str(&format!("  {}: {}\n", p.platform, p.pinned));
+        }
     }
     let tags: Vec<&str> = record.images[0]
         .references
@@ -154,6 +182,15 @@ pub fn table(record: &Record) -> String {
                 .map(|s| format!("{s:.1}s"))
                 .unwrap_or_else(|| "earlier run".into()),
         ]);
+        for p in &image.platforms {
+            table.add_row([
+                format!("  {}", p.platform),
+                p.pinned.clone(),
+                mb(p.size_bytes),
+                mb(p.pushed_bytes),
+                String::new(),
+            ]);
+        }
     }
     table.to_string()
 }
@@ -179,6 +216,7 @@ mod tests {
             source: None,
             sbom: None,
             signature: None,
+            platforms: vec![],
         };
         Record {
             version: "1.0.1".into(),

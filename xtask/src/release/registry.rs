@@ -190,6 +190,20 @@ pub fn pull(pinned: &str, on_ctrl_c: OnCtrlC) -> Result<String> {
     image_id(pinned)
 }
 
+/// Pulls one platform of `repository@digest` (an index) into the engine; with the
+/// containerd image store each pull adds that platform's content to the same image.
+pub fn pull_platform(pinned: &str, platform: &str) -> Result<()> {
+    let out = docker_until(
+        &["pull", "--quiet", "--platform", platform, pinned],
+        PUSH_TIMEOUT,
+        OnCtrlC::Stop,
+    )?;
+    if !out.success() {
+        bail!("cannot pull {pinned} for {platform}: {}", out.stderr.trim());
+    }
+    Ok(())
+}
+
 /// The id of a local image, or an error when the engine has no such image.
 pub fn image_id(reference: &str) -> Result<String> {
     let out = docker(

@@ -158,12 +158,16 @@ pub fn check_password(key: &Key) -> Result<(), String> {
 pub struct Signed {
     /// The signature's manifest in the registry, pinned by digest.
     pub signature: String,
-    /// The attestation's manifest in the registry, pinned by digest.
-    pub attestation: String,
+    /// The attestation's manifest in the registry, pinned by digest; none for an image index,
+    /// whose platforms each carry their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
     /// The predicate type: `spdxjson` or `cyclonedx`.
-    pub attestation_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_type: Option<String>,
     /// The SBOM attached as the attestation.
-    pub sbom: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<PathBuf>,
     /// The public key both were verified with.
     pub public_key: PathBuf,
     /// True when this run signed; false when an earlier run of this release had.
@@ -258,25 +262,112 @@ pub fn sign_image(
     }
     verify_signature(key, &pinned, &flags)?;
     verify_attestation(key, &pinned, kind, &flags)?;
-    // cosign keeps both next to the image, under tags named after its digest.
-    let tag = digest.replace(':', "-");
-    let stored = |suffix: &str| -> Result<String> {
-        let reference = format!("{repository}:{tag}.{suffix}");
-        match registry::inspect(&reference) {
-            Ok(super::plan::Remote::Present { digest, .. }) => Ok(format!("{repository}@{digest}")),
-            Ok(super::plan::Remote::Absent) => bail!("{reference} is not in the registry"),
-            Err(failure) => bail!("cannot read {reference}: {}", failure.detail()),
-        }
-    };
     eprintln!("verified the signature and the SBOM attestation of {pinned}");
     Ok(Signed {
-        signature: stored("sig")?,
-        attestation: stored("att")?,
-        attestation_type: kind.to_string(),
-        sbom: sbom.to_path_buf(),
+        signature: stored(repository, digest, "sig")?,
+        attestation: Some(stored(repository, digest, "att")?),
+        attestation_type: Some(kind.to_string()),
+        sbom: Some(sbom.to_path_buf()),
         public_key: key.public.clone(),
         signed_now,
     })
+}
+
+/// cosign keeps signatures and attestations next to the image, under tags named after its
+/// digest (`sha256-….sig`, `.att`): the one of `suffix`, pinned by digest.
+fn stored(repository: &str, digest: &str, suffix: &str) -> Result<String> {
+    let reference = format!("{repository}:{}.{suffix}", digest.replace(':', "-"));
+    match registry::inspect(&reference) {
+        Ok(super::plan::Remote::Present { digest, .. }) => Ok(format!("{repository}@{digest}")),
+        Ok(super::plan::Remote::Absent) => bail!("{reference} is not in the registry"),
+        Err(failure) => bail!("cannot read {reference}: {}", failure.detail()),
+    }
+}
+
+/// Signs an image index and, with `--recursive`, every manifest it lists; attests each
+/// platform's SBOM (`manifests`: each platform's manifest digest and SBOM file) to that
+/// platform's manifest; then verifies the index's signature and each platform's signature and
+/// attestation with the public key. What an earlier run signed already is not signed again.
+pub fn sign_index(
+    key: &Key,
+    host: &str,
+    repository: &str,
+    index: &str,
+    manifests: &[(String, PathBuf)],
+    format: Format,
+) -> Result<(Signed, Vec<Signed>)> {
+    let pinned = format!("{repository}@{index}");
+    let flags = registry_flags(host);
+    let kind = format.attestation_type();
+    let all_signed = || {
+        verify_signature(key, &pinned, &flags).is_ok()
+            && manifests.iter().all(|(digest, _)| {
+                verify_signature(key, &format!("{repository}@{digest}"), &flags).is_ok()
+            })
+    };
+    let mut index_signed_now = false;
+    if !all_signed() {
+        eprintln!("signing {pinned} and each platform's manifest (cosign --recursive)");
+        run(
+            cosign(key)
+                .arg("sign")
+                .arg("--key")
+                .arg(&key.private)
+                .arg("--recursive")
+                .arg("--tlog-upload=false")
+                .args(&flags)
+                .arg(&pinned),
+            &format!("sign {pinned}"),
+        )?;
+        index_signed_now = true;
+    }
+    verify_signature(key, &pinned, &flags)?;
+    let mut platforms = Vec::new();
+    for (digest, sbom) in manifests {
+        let manifest = format!("{repository}@{digest}");
+        let mut signed_now = index_signed_now;
+        if verify_attestation(key, &manifest, kind, &flags).is_err() {
+            eprintln!("attesting {manifest} with its platform's SBOM ({kind})");
+            run(
+                cosign(key)
+                    .arg("attest")
+                    .arg("--key")
+                    .arg(&key.private)
+                    .arg("--type")
+                    .arg(kind)
+                    .arg("--predicate")
+                    .arg(sbom)
+                    .arg("--tlog-upload=false")
+                    .args(&flags)
+                    .arg(&manifest),
+                &format!("attest {manifest}"),
+            )?;
+            signed_now = true;
+        }
+        verify_signature(key, &manifest, &flags)?;
+        verify_attestation(key, &manifest, kind, &flags)?;
+        platforms.push(Signed {
+            signature: stored(repository, digest, "sig")?,
+            attestation: Some(stored(repository, digest, "att")?),
+            attestation_type: Some(kind.to_string()),
+            sbom: Some(sbom.clone()),
+            public_key: key.public.clone(),
+            signed_now,
+        });
+    }
+    eprintln!(
+        "verified the signatures of {pinned} and of its {} platforms, and their SBOM attestations",
+        manifests.len()
+    );
+    let index = Signed {
+        signature: stored(repository, index, "sig")?,
+        attestation: None,
+        attestation_type: None,
+        sbom: None,
+        public_key: key.public.clone(),
+        signed_now: index_signed_now,
+    };
+    Ok((index, platforms))
 }
 
 /// `cargo xtask keygen`: a cosign key pair for signing releases, outside the repository.

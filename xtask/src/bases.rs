@@ -459,6 +459,23 @@ struct Found {
     labels: BTreeMap<String, String>,
 }
 
+impl Found {
+    /// True for a local base itself: tagged `todo-base/<target>:<its identity label>`. Images
+    /// built on a base inherit its labels (the app images, the `multi-` images `combine`
+    /// makes), and on the containerd image store an image of several platforms matches a label
+    /// filter by any platform's labels while it shows the host platform's: the arm64 recipe's
+    /// newest image was once a multi-platform app image showing the amd64 bases' identity, and a
+    /// second multi-platform build made its arm64 images on the amd64 bases.
+    fn is_base(&self) -> bool {
+        self.labels.get(IDENTITY_LABEL).is_some_and(|identity| {
+            let suffix = format!(":{identity}");
+            self.tags
+                .iter()
+                .any(|t| t.starts_with("todo-base/") && t.ends_with(&suffix))
+        })
+    }
+}
+
 /// Every local image that carries the label `key=value`: on the API socket when it answers,
 /// else through the CLI.
 fn labelled(key: &str, value: &str) -> Result<Vec<Found>> {
@@ -511,7 +528,7 @@ pub fn current(root: &Path, recipe: &str, platform: Platform) -> Result<Option<C
     let found = labelled(RECIPE_LABEL, recipe)?;
     let newest = found
         .iter()
-        .filter(|f| f.labels.contains_key(IDENTITY_LABEL))
+        .filter(|f| f.is_base())
         .max_by_key(|f| f.created);
     if let Some(f) = newest.filter(|_| host) {
         let file = root.join(CURRENT_FILE);
@@ -1086,6 +1103,26 @@ impl BasesCmd {
 mod tests {
     use super::*;
     use crate::config::DEFAULT_FILE;
+
+    #[test]
+    fn only_a_base_itself_names_the_current_bases() {
+        let found = |tags: &[&str], identity: &str| Found {
+            id: "sha256:1".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            created: 0,
+            size: 0,
+            labels: BTreeMap::from([(IDENTITY_LABEL.to_string(), identity.to_string())]),
+        };
+        assert!(found(&["todo-base/node-runtime:b4c9ba2c0dad"], "b4c9ba2c0dad").is_base());
+        // An app image and a combined multi-platform base carry a base's labels too.
+        assert!(!found(&["todo-frontend:latest"], "c6ee08392044").is_base());
+        assert!(!found(
+            &["todo-base/node-runtime:multi-819c5f719f54"],
+            "c6ee08392044"
+        )
+        .is_base());
+        assert!(!found(&["todo-base/node-runtime:b4c9ba2c0dad"], "c6ee08392044").is_base());
+    }
 
     fn config() -> (Config, PathBuf) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))

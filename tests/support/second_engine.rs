@@ -79,7 +79,18 @@ impl SecondEngine {
             "features": {"containerd-snapshotter": options.containerd_store}
         });
         std::fs::write(&config, features.to_string()).unwrap();
-        let data_root = options.data_root.clone();
+        // A data root is one engine's at a time: when another engine runs on it (another run
+        // of the same test), this one starts empty instead.
+        let data_root = options.data_root.clone().filter(|root| {
+            let busy = engine_on(root);
+            if busy {
+                eprintln!(
+                    "{} is in use by another engine: starting on an empty data root",
+                    root.display()
+                );
+            }
+            !busy
+        });
         if let Some(root) = &data_root {
             std::fs::create_dir_all(root).unwrap();
         }
@@ -184,6 +195,21 @@ impl SecondEngine {
             String::from_utf8_lossy(&load.stderr)
         );
     }
+}
+
+/// True when a running dockerd has `root` as its data root.
+fn engine_on(root: &Path) -> bool {
+    let wanted = format!("--data-root={}", root.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .any(|arg| arg == wanted.as_bytes())
+        })
+    })
 }
 
 /// Starts dockerd on `dir` (its config, data root, exec root, pid file and socket) in `netns`.

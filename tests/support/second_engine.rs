@@ -204,11 +204,8 @@ fn engine_on(root: &Path) -> bool {
         return false;
     };
     entries.filter_map(|e| e.ok()).any(|e| {
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|bytes| {
-            bytes
-                .split(|b| *b == 0)
-                .any(|arg| arg == wanted.as_bytes())
-        })
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|bytes| bytes.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()))
     })
 }
 

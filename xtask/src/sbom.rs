@@ -340,6 +340,12 @@ fn scan(
     file: &Path,
     native: &Path,
 ) -> Result<Sbom> {
+    // syft unpacks the image's layers into a temporary folder (`stereoscope-*`, hundreds of MB)
+    // that it leaves behind when it is stopped: it gets a folder of its own beside the output,
+    // removed here whatever the outcome.
+    let scratch = native.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot make {}", scratch.display()))?;
     let out = Command::new(syft)
         .arg("scan")
         .arg(source)
@@ -350,8 +356,10 @@ fn scan(
         .arg("--quiet")
         // Offline: no update check, no remote license lookups.
         .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-        .output()
-        .context("cannot run syft")?;
+        .env("TMPDIR", &scratch)
+        .output();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let out = out.context("cannot run syft")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -146,6 +146,45 @@ pub fn database_connect(container: &str) -> Result<f64> {
         .context("unexpected output of python")
 }
 
+/// A container's memory as the engine's stats API gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Memory {
+    /// What the container's processes hold: its memory use less the page cache of the files it
+    /// read.
+    pub own: u64,
+    /// The page cache of files charged to the container: the image's files it was the first
+    /// to read (on an engine whose image files no other container has read yet, the runtime's
+    /// whole program), which the kernel shares and reclaims.
+    pub file_cache: u64,
+}
+
+/// The container's own memory from `GET /containers/{id}/stats` on the engine's socket; None
+/// when the socket does not answer (an engine behind TCP or SSH) or the figures are missing.
+pub fn own_memory(id: &str) -> Option<Memory> {
+    let (status, body) = crate::engine::api_get(&format!(
+        "/containers/{id}/stats?stream=false&one-shot=true"
+    ))?;
+    if status != 200 {
+        return None;
+    }
+    let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
+    memory_of(&stats["memory_stats"])
+}
+
+/// `memory_stats` of the stats API: `usage`, and the file cache as cgroup v2 (`file`) or v1
+/// (`total_cache`, `cache`) names it.
+fn memory_of(stats: &serde_json::Value) -> Option<Memory> {
+    let usage = stats["usage"].as_u64()?;
+    let detail = &stats["stats"];
+    let file_cache = ["file", "total_cache", "cache"]
+        .iter()
+        .find_map(|key| detail[*key].as_u64())?;
+    Some(Memory {
+        own: usage.saturating_sub(file_cache),
+        file_cache,
+    })
+}
+
 /// Memory in bytes and CPU percent of each container, from one `docker stats --no-stream`.
 pub fn idle_usage(ids: &[&str]) -> Result<Vec<(String, u64, f64)>> {
     let mut args = vec![
@@ -266,6 +305,22 @@ pub fn graceful_stop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_memory_leaves_out_the_file_cache_of_either_cgroup_version() {
+        let v2 = serde_json::json!({"usage": 104_000_000u64, "stats": {"file": 44_000_000u64, "anon": 58_000_000u64}});
+        assert_eq!(
+            memory_of(&v2),
+            Some(Memory {
+                own: 60_000_000,
+                file_cache: 44_000_000
+            })
+        );
+        let v1 =
+            serde_json::json!({"usage": 90_000_000u64, "stats": {"total_cache": 30_000_000u64}});
+        assert_eq!(memory_of(&v1).unwrap().own, 60_000_000);
+        assert_eq!(memory_of(&serde_json::json!({"usage": 1u64})), None);
+    }
 
     #[test]
     fn docker_sizes_are_parsed() {

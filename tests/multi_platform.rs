@@ -300,12 +300,10 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
         );
     }
 
-    // The amd64 images answer too, natively. This also leaves their runtime's files (Node's
-    // binary above all) in the page cache, as on an engine that has run them before: memory is
-    // charged to the first container that reads a file, and on this engine's fresh snapshots
-    // the release's smoke checks would otherwise count the frontend's runtime files in its idle
-    // memory (102 and 104 MB seen, against 55 to 63 MB on the first engine; the spec's figure
-    // is about 100 MB).
+    // The amd64 images answer too, natively. (Before the smoke checks weighed a container's own
+    // memory rather than `docker stats`' figure, this start also kept the release's frontend
+    // from being charged the page cache of its runtime's files, 102 and 104 MB seen on this
+    // engine's fresh snapshots against 55 to 63 MB on the first engine.)
     for (image, extra) in [(&frontend, vec![]), (&backend, env_args_native())] {
         let mut args: Vec<&str> = vec!["run", "-d", "--platform", "linux/amd64"];
         args.extend(extra.iter().map(String::as_str));

@@ -57,7 +57,8 @@ impl TestCmd {
                 failed.push("Rust tests");
             }
         }
-        if !self.rust_only && !self.e2e_only {
+        // A Ctrl-C during one part ends the run there: the parts after it do not start.
+        if !self.rust_only && !self.e2e_only && !interrupt::interrupted() {
             backend_venv(sh)?;
             let python = format!("{VENV}/bin/python");
             let _dir = sh.push_dir("backend");
@@ -65,7 +66,7 @@ impl TestCmd {
                 failed.push("backend tests (pytest)");
             }
         }
-        if !self.rust_only && !self.python_only {
+        if !self.rust_only && !self.python_only && !interrupt::interrupted() {
             if let Err(err) = e2e(sh) {
                 if interrupt::interrupted() {
                     eprintln!("end-to-end test stopped by Ctrl-C: {err:#}");
@@ -158,12 +159,13 @@ fn rust_lanes(sh: &Shell) -> Result<Vec<&'static str>> {
         .iter()
         .flat_map(|s| ["--test".to_string(), s.clone()])
         .collect();
-    if cmd!(
-        sh,
-        "cargo test --locked --no-fail-fast -p integration-tests {first_args...}"
-    )
-    .run()
-    .is_err()
+    if !interrupt::interrupted()
+        && cmd!(
+            sh,
+            "cargo test --locked --no-fail-fast -p integration-tests {first_args...}"
+        )
+        .run()
+        .is_err()
     {
         failed.push("Rust integration tests on the first engine");
     }

@@ -20,6 +20,11 @@ fn ctrl_c_to_the_process_group_stops_a_build_with_130_and_tags_nothing() {
         "--progress",
         "plain",
     ];
+    // A tag that a run cut off from its test (its test binary killed) left would read as this
+    // run's: the test starts without one.
+    let _ = Command::new("docker")
+        .args(["image", "rm", "--force", "todo-fixture-slow:latest"])
+        .output();
     // From before the builder starts to well inside the fixture's two-minute step.
     let (seed, at) = moments(10, Duration::from_secs(8));
     for delay in at {

@@ -230,39 +230,74 @@ pub fn sign_image(
     let mut signed_now = false;
     if verify_signature(key, &pinned, &flags).is_err() {
         eprintln!("signing {pinned}");
-        run(
-            cosign(key)
-                .arg("sign")
-                .arg("--key")
-                .arg(&key.private)
-                .arg("--tlog-upload=false")
-                .args(&flags)
-                .arg(&pinned),
-            &format!("sign {pinned}"),
-        )?;
+        sign(key, &pinned, &flags, false)?;
         signed_now = true;
     }
-    if verify_attestation(key, &pinned, kind, &flags).is_err() {
-        eprintln!("attesting {pinned} with its SBOM ({kind})");
-        run(
-            cosign(key)
-                .arg("attest")
-                .arg("--key")
-                .arg(&key.private)
-                .arg("--type")
-                .arg(kind)
-                .arg("--predicate")
-                .arg(sbom)
-                .arg("--tlog-upload=false")
-                .args(&flags)
-                .arg(&pinned),
-            &format!("attest {pinned}"),
-        )?;
+    if attest(key, &pinned, kind, sbom, &flags, "its SBOM")? {
         signed_now = true;
     }
-    verify_signature(key, &pinned, &flags)?;
-    verify_attestation(key, &pinned, kind, &flags)?;
+    let signed = verified(key, repository, digest, kind, sbom, &flags, signed_now)?;
     eprintln!("verified the signature and the SBOM attestation of {pinned}");
+    Ok(signed)
+}
+
+/// `cosign sign` of one pinned reference; with `recursive`, of an index and every manifest it
+/// lists.
+fn sign(key: &Key, pinned: &str, flags: &[&str], recursive: bool) -> Result<()> {
+    let mut command = cosign(key);
+    command.arg("sign").arg("--key").arg(&key.private);
+    if recursive {
+        command.arg("--recursive");
+    }
+    command.arg("--tlog-upload=false").args(flags).arg(pinned);
+    run(&mut command, &format!("sign {pinned}")).map(|_| ())
+}
+
+/// Attests `sbom` to the pinned manifest unless an attestation of that kind verifies already;
+/// true when it attested now. `what` names the SBOM in the line it prints.
+fn attest(
+    key: &Key,
+    pinned: &str,
+    kind: &str,
+    sbom: &Path,
+    flags: &[&str],
+    what: &str,
+) -> Result<bool> {
+    if verify_attestation(key, pinned, kind, flags).is_ok() {
+        return Ok(false);
+    }
+    eprintln!("attesting {pinned} with {what} ({kind})");
+    run(
+        cosign(key)
+            .arg("attest")
+            .arg("--key")
+            .arg(&key.private)
+            .arg("--type")
+            .arg(kind)
+            .arg("--predicate")
+            .arg(sbom)
+            .arg("--tlog-upload=false")
+            .args(flags)
+            .arg(pinned),
+        &format!("attest {pinned}"),
+    )?;
+    Ok(true)
+}
+
+/// Verifies one manifest's signature and attestation with the public key, and says where the
+/// registry keeps both.
+fn verified(
+    key: &Key,
+    repository: &str,
+    digest: &str,
+    kind: &str,
+    sbom: &Path,
+    flags: &[&str],
+    signed_now: bool,
+) -> Result<Signed> {
+    let pinned = format!("{repository}@{digest}");
+    verify_signature(key, &pinned, flags)?;
+    verify_attestation(key, &pinned, kind, flags)?;
     Ok(Signed {
         signature: stored(repository, digest, "sig")?,
         attestation: Some(stored(repository, digest, "att")?),
@@ -308,52 +343,23 @@ pub fn sign_index(
     let mut index_signed_now = false;
     if !all_signed() {
         eprintln!("signing {pinned} and each platform's manifest (cosign --recursive)");
-        run(
-            cosign(key)
-                .arg("sign")
-                .arg("--key")
-                .arg(&key.private)
-                .arg("--recursive")
-                .arg("--tlog-upload=false")
-                .args(&flags)
-                .arg(&pinned),
-            &format!("sign {pinned}"),
-        )?;
+        sign(key, &pinned, &flags, true)?;
         index_signed_now = true;
     }
     verify_signature(key, &pinned, &flags)?;
     let mut platforms = Vec::new();
     for (digest, sbom) in manifests {
         let manifest = format!("{repository}@{digest}");
-        let mut signed_now = index_signed_now;
-        if verify_attestation(key, &manifest, kind, &flags).is_err() {
-            eprintln!("attesting {manifest} with its platform's SBOM ({kind})");
-            run(
-                cosign(key)
-                    .arg("attest")
-                    .arg("--key")
-                    .arg(&key.private)
-                    .arg("--type")
-                    .arg(kind)
-                    .arg("--predicate")
-                    .arg(sbom)
-                    .arg("--tlog-upload=false")
-                    .args(&flags)
-                    .arg(&manifest),
-                &format!("attest {manifest}"),
-            )?;
-            signed_now = true;
-        }
-        verify_signature(key, &manifest, &flags)?;
-        verify_attestation(key, &manifest, kind, &flags)?;
-        platforms.push(Signed {
-            signature: stored(repository, digest, "sig")?,
-            attestation: Some(stored(repository, digest, "att")?),
-            attestation_type: Some(kind.to_string()),
-            sbom: Some(sbom.clone()),
-            public_key: key.public.clone(),
-            signed_now,
-        });
+        let attested = attest(key, &manifest, kind, sbom, &flags, "its platform's SBOM")?;
+        platforms.push(verified(
+            key,
+            repository,
+            digest,
+            kind,
+            sbom,
+            &flags,
+            index_signed_now || attested,
+        )?);
     }
     eprintln!(
         "verified the signatures of {pinned} and of its {} platforms, and their SBOM attestations",

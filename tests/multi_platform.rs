@@ -214,6 +214,17 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
         );
         text(&out.stdout).trim().to_string()
     };
+    // A container's health once it is no longer `starting`, or after `timeout`.
+    let health = |id: &str, timeout: Duration| {
+        let start = Instant::now();
+        loop {
+            let status = run(&["inspect", "--format={{.State.Health.Status}}", id]);
+            if status != "starting" || start.elapsed() > timeout {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
     // The programs in each arm64 image are arm64 ones, run by the emulator.
     let frontend = tag("frontend");
     let backend = tag("backend");
@@ -277,13 +288,7 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
         args.push(image);
         let id = run(&args);
         let start = Instant::now();
-        let status = loop {
-            let status = run(&["inspect", "--format={{.State.Health.Status}}", &id]);
-            if status != "starting" || start.elapsed() > Duration::from_secs(600) {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        let status = health(&id, Duration::from_secs(600));
         let logs = engine.docker(&["logs", &id]);
         let _ = engine.docker(&["rm", "-f", &id]);
         assert_eq!(
@@ -310,13 +315,7 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
         args.push(image);
         let id = run(&args);
         let start = Instant::now();
-        let status = loop {
-            let status = run(&["inspect", "--format={{.State.Health.Status}}", &id]);
-            if status != "starting" || start.elapsed() > Duration::from_secs(120) {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        let status = health(&id, Duration::from_secs(120));
         let _ = engine.docker(&["rm", "-f", &id]);
         assert_eq!(
             status,
@@ -580,32 +579,9 @@ impl Copy {
         let base = std::env::temp_dir().join(format!("todo-multi-release-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let (dir, key) = (base.join("project"), base.join("key"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let archive = base.join("head.tar");
-        let out = Command::new("git")
-            .args(["archive", "--format=tar", "-o"])
-            .arg(&archive)
-            .arg("HEAD")
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git archive: {}", text(&out.stderr));
-        let out = Command::new("tar")
-            .arg("-xf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tar: {}", text(&out.stderr));
+        support::project_at_head(&dir, &base);
         cosign_keygen(&key);
         let copy = Copy { dir, key };
-        copy.git(&["init", "-q"]);
-        copy.git(&["config", "user.name", "Release Test"]);
-        copy.git(&["config", "user.email", "release-test@example.org"]);
-        copy.git(&["add", "-A"]);
-        copy.git(&["commit", "-q", "-m", "the project at HEAD"]);
-        copy.git(&["tag", "-a", "v1.0.0", "-m", "the previous release"]);
         // The smoke checks' tools and the Debian index cache are the main tree's.
         let tools = root().join("target/tools");
         std::fs::create_dir_all(&tools).unwrap();

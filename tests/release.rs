@@ -279,33 +279,11 @@ const KEY_PASSWORD: &str = "test-key-password-3b9f1c";
 impl Project {
     fn new() -> Project {
         let dir = TempDir::new("project");
-        let archive = dir.0.join("head.tar");
-        let out = Command::new("git")
-            .args(["archive", "--format=tar", "-o"])
-            .arg(&archive)
-            .arg("HEAD")
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git archive: {}", text(&out.stderr));
-        let out = Command::new("tar")
-            .arg("-xf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir.0)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tar: {}", text(&out.stderr));
-        std::fs::remove_file(&archive).unwrap();
+        let scratch = TempDir::new("archive");
+        support::project_at_head(&dir.0, &scratch.0);
         let key = TempDir::new("key");
         let project = Project { dir, key };
         project.keygen(&project.key.0);
-        project.git(&["init", "-q"]);
-        project.git(&["config", "user.name", "Release Test"]);
-        project.git(&["config", "user.email", "release-test@example.org"]);
-        project.git(&["add", "-A"]);
-        project.git(&["commit", "-q", "-m", "the project at HEAD"]);
-        project.git(&["tag", "-a", "v1.0.0", "-m", "the previous release"]);
         // The main tree's base-image decision, so the copy builds on the same bases (and hits
         // the same layer cache) without asking Docker Hub again.
         std::fs::create_dir_all(project.path("target/xtask")).unwrap();

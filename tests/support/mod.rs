@@ -364,3 +364,43 @@ pub fn share_build_seed(dir: &Path) {
     std::fs::copy(&seed, &to).unwrap();
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// Writes the project at HEAD into `dir` (created first) as a git repository of its own: one
+/// commit and the annotated tag v1.0.0 standing for the previous release, as a release test's
+/// copy needs. `scratch` holds the archive on the way.
+pub fn project_at_head(dir: &Path, scratch: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let archive = scratch.join("head.tar");
+    let out = Command::new("git")
+        .args(["archive", "--format=tar", "-o"])
+        .arg(&archive)
+        .arg("HEAD")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git archive: {}", text(&out.stderr));
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", text(&out.stderr));
+    std::fs::remove_file(&archive).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["config", "user.name", "Release Test"],
+        &["config", "user.email", "release-test@example.org"],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "the project at HEAD"],
+        &["tag", "-a", "v1.0.0", "-m", "the previous release"],
+    ] {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    }
+}

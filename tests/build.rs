@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{built, docker, text, xtask, Container};
+use support::{built, built_id, docker, text, xtask, Container};
 
 fn image<'a>(service: &str) -> &'a serde_json::Value {
     built()["images"]
@@ -511,4 +511,73 @@ fn a_killed_builder_is_reported_with_its_signal_and_the_tags_stay() {
         .output()
         .unwrap();
     assert!(!version.status.success(), "a killed build tagged v1.0.0");
+}
+
+// Two builds of one checkout write the same logs and metadata files: CI's second lane built this
+// checkout on another engine while the first lane built it here, and a build read the other
+// engine's image id as its own. The second build waits for the first; here the test holds the
+// folder's lock as a running build would.
+#[test]
+fn a_second_build_of_the_checkout_waits_for_the_first_and_reports_its_own_image() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let frontend = built_id("frontend");
+    let path = support::root().join("target/xtask/build/.lock");
+    let mut held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .unwrap();
+    // Other tests of this binary may be building; the lock is taken after them.
+    held.lock().unwrap();
+    held.set_len(0).unwrap();
+    write!(held, "{}", std::process::id()).unwrap();
+
+    let mut child = Command::new(support::xtask_bin())
+        .args(["build", "--only", "frontend", "--json", "--progress", "quiet"])
+        .current_dir(support::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let expected = format!(
+        "waiting for another build of this checkout (pid {})",
+        std::process::id()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = false;
+    while !seen && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen = line.contains(&expected);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    assert!(seen, "the second build did not say it waits ({expected})");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the second build went on while the lock was held"
+    );
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"][0]["id"].as_str().unwrap(), frontend, "{stderr}");
 }

@@ -17,6 +17,7 @@ mod env;
 mod git;
 mod history;
 mod interrupt;
+mod lock;
 mod mirror;
 mod owned;
 mod plan;

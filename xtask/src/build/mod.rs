@@ -484,6 +484,7 @@ enum Msg {
 pub fn execute(sh: &Shell, plan: &BuildPlan, progress: Progress) -> Result<BuildReport> {
     interrupt::install();
     sh.create_dir(OUT_DIR)?;
+    let _lock = lock_out_dirs(sh, plan)?;
     // What each tag names before the builds: a build that dies can then say whether it moved any.
     let all_tags: Vec<&str> = plan
         .images
@@ -681,6 +682,34 @@ fn tags_note(tags: &[String], before: &[Option<String>], after: &[Option<String>
     } else {
         format!("tags moved: {}", moved.join(", "))
     }
+}
+
+/// One build at a time writes a folder of logs and metadata files. Their names are per service,
+/// so a second build in the same checkout (another engine's, say) would remove this one's
+/// metadata file or write its own there, and this build would then read the other engine's
+/// image id as its own. The second waits, as cargo waits for its build directory, and says for
+/// whom.
+fn lock_out_dirs(sh: &Shell, plan: &BuildPlan) -> Result<Vec<crate::lock::FileLock>> {
+    let mut dirs: Vec<std::path::PathBuf> = plan
+        .images
+        .iter()
+        .filter_map(|i| i.metadata_file.parent().map(|d| sh.current_dir().join(d)))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut locks = Vec::new();
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        locks.push(crate::lock::FileLock::wait_at(&dir.join(".lock"), |pid| {
+            let pid = pid.map_or("unknown".into(), |p| p.to_string());
+            eprintln!(
+                "waiting for another build of this checkout (pid {pid}) to finish: both write {}",
+                dir.display()
+            );
+        })?);
+    }
+    Ok(locks)
 }
 
 /// What names the image a build made: its id from buildx's metadata file, else its first tag.

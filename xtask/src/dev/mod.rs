@@ -38,6 +38,7 @@ use crate::docker::docker;
 use crate::docker::inspect::Container;
 use crate::env;
 use crate::interrupt;
+use crate::lock::{self, FileLock};
 use crate::owned;
 use stack::{Kind, Stack};
 use status::{Board, Status};
@@ -1078,11 +1079,9 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 /// One `dev` per checkout at a time: the second would remove the first one's stack as leftovers.
-/// An exclusive lock on a file (flock), held for the run: the kernel drops it however the process
-/// ends, so a killed `dev` never leaves a stale lock, and no process id is taken for another's.
-/// The file also holds the holder's process id, for the message.
+/// The lock is held for the run (see `crate::lock`).
 struct RunLock {
-    _file: std::fs::File,
+    _lock: FileLock,
 }
 
 impl RunLock {
@@ -1094,26 +1093,16 @@ impl RunLock {
     }
 
     fn at(path: &Path) -> Result<RunLock> {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        if file.try_lock().is_err() {
-            let pid = std::fs::read_to_string(path).unwrap_or_default();
-            let pid = pid.trim();
-            bail!(
-                "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it first \
-                 (Ctrl-C in its terminal, or `kill -INT {pid}`)"
-            );
+        match FileLock::try_at(path)? {
+            Some(lock) => Ok(RunLock { _lock: lock }),
+            None => {
+                let pid = lock::holder(path).map_or("unknown".into(), |p| p.to_string());
+                bail!(
+                    "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it first \
+                     (Ctrl-C in its terminal, or `kill -INT {pid}`)"
+                );
+            }
         }
-        use std::io::Write;
-        file.set_len(0)?;
-        write!(file, "{}", std::process::id())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(RunLock { _file: file })
     }
 }
 
@@ -1124,15 +1113,7 @@ fn run_lock_file(root: &Path, project: &str) -> PathBuf {
 
 /// The process id of a `dev` that runs for this checkout's stack: whoever holds its lock.
 fn live_dev(root: &Path, project: &str) -> Option<u32> {
-    lock_holder(&run_lock_file(root, project))
-}
-
-fn lock_holder(path: &Path) -> Option<u32> {
-    let file = std::fs::File::open(path).ok()?;
-    if file.try_lock_shared().is_ok() {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    lock::holder(&run_lock_file(root, project))
 }
 
 #[cfg(test)]
@@ -1143,7 +1124,7 @@ mod tests {
     fn one_dev_holds_the_lock_and_its_end_releases_it() {
         let path = std::env::temp_dir().join(format!("xtask-lock-{}.lock", std::process::id()));
         let held = RunLock::at(&path).unwrap();
-        assert_eq!(lock_holder(&path), Some(std::process::id()));
+        assert_eq!(lock::holder(&path), Some(std::process::id()));
         let err = RunLock::at(&path)
             .err()
             .expect("a second dev is refused")
@@ -1153,7 +1134,7 @@ mod tests {
             "{err}"
         );
         drop(held);
-        assert_eq!(lock_holder(&path), None);
+        assert_eq!(lock::holder(&path), None);
         let _ = std::fs::remove_file(&path);
     }
 

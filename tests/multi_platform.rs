@@ -143,6 +143,20 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
             data_root: Some(PathBuf::from(ENGINE_DATA)),
         },
     );
+    // The kept data root must not grow with every commit tested: the images an earlier run
+    // left, but the bases, go, and the build cache keeps what was used last, up to a bound that
+    // holds one warm build of both images for both platforms. (A first try of this step was
+    // taken out when the build after it tagged no image in a CI run; the cause was another
+    // build of the checkout in CI's other lane, which wrote the same metadata file. Builds of
+    // one checkout now take turns.)
+    let listed = engine.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for image in text(&listed.stdout).lines() {
+        if !references.iter().any(|r| r == image) {
+            let _ = engine.docker(&["image", "rm", "--force", image]);
+        }
+    }
+    let _ = engine.docker(&["image", "prune", "--force"]);
+    let _ = engine.docker(&["builder", "prune", "--force", "--keep-storage", "6gb"]);
     // What an earlier run left in the engine's data root is not copied again.
     let refs: Vec<&str> = references
         .iter()

@@ -537,7 +537,14 @@ fn a_second_build_of_the_checkout_waits_for_the_first_and_reports_its_own_image(
     write!(held, "{}", std::process::id()).unwrap();
 
     let mut child = Command::new(support::xtask_bin())
-        .args(["build", "--only", "frontend", "--json", "--progress", "quiet"])
+        .args([
+            "build",
+            "--only",
+            "frontend",
+            "--json",
+            "--progress",
+            "quiet",
+        ])
         .current_dir(support::root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -579,5 +586,9 @@ fn a_second_build_of_the_checkout_waits_for_the_first_and_reports_its_own_image(
     let stderr = reader.join().unwrap();
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["images"][0]["id"].as_str().unwrap(), frontend, "{stderr}");
+    assert_eq!(
+        report["images"][0]["id"].as_str().unwrap(),
+        frontend,
+        "{stderr}"
+    );
 }

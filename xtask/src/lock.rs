@@ -70,8 +70,11 @@ mod tests {
 
     #[test]
     fn one_holder_at_a_time_and_a_waiter_gets_the_lock_when_it_is_let_go() {
-        let path = std::env::temp_dir().join(format!("xtask-file-lock-{}.lock", std::process::id()));
-        let held = FileLock::try_at(&path).unwrap().expect("a free lock is taken");
+        let path =
+            std::env::temp_dir().join(format!("xtask-file-lock-{}.lock", std::process::id()));
+        let held = FileLock::try_at(&path)
+            .unwrap()
+            .expect("a free lock is taken");
         assert_eq!(holder(&path), Some(std::process::id()));
         assert!(FileLock::try_at(&path).unwrap().is_none());
 
@@ -81,7 +84,11 @@ mod tests {
         });
         let mut seen = None;
         let again = FileLock::wait_at(&path, |pid| seen = pid).unwrap();
-        assert_eq!(seen, Some(std::process::id()), "the waiter is told who holds it");
+        assert_eq!(
+            seen,
+            Some(std::process::id()),
+            "the waiter is told who holds it"
+        );
         release.join().unwrap();
         drop(again);
         assert_eq!(holder(&path), None);

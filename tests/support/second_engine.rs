@@ -65,6 +65,7 @@ impl SecondEngine {
     }
 
     pub fn start_with(name: &str, options: Options) -> SecondEngine {
+        reap_orphans();
         let pid = std::process::id();
         let dir = std::env::temp_dir().join(format!("todo-engine-{name}-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -194,6 +195,99 @@ impl SecondEngine {
             "docker load failed: {}",
             String::from_utf8_lossy(&load.stderr)
         );
+    }
+}
+
+/// Removes what earlier engines left whose process is gone: a test binary killed outright
+/// (SIGKILL, or SIGINT to a `cargo test` process group, as when a CI run is stopped) runs no
+/// destructor, so its engine, its registry, its namespace, link and firewall rules stay. Each
+/// is named after the process that started it (`todo-NAME-PID`, `todo-vPID`), which is how an
+/// orphan is told from another live run's engine.
+fn reap_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(netns) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some((prefix, pid)) = netns.rsplit_once('-') else {
+            continue;
+        };
+        let Some(name) = prefix.strip_prefix("todo-") else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("removing the engine {netns} that a killed test run left");
+        // Every process in the namespace (dockerd, its containerd and containers' shims, a
+        // registry): SIGTERM first, so that dockerd stops its containers and unmounts.
+        let members = |signal: &str| {
+            let out = Command::new("ip").args(["netns", "pids", netns]).output();
+            let pids: Vec<String> = out
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !pids.is_empty() {
+                let _ = Command::new("kill").arg(signal).args(&pids).output();
+            }
+            pids.len()
+        };
+        members("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while members("-0") > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        members("-KILL");
+        let _ = run("ip", &["netns", "del", netns]);
+        let dir = std::env::temp_dir().join(format!("todo-engine-{name}-{pid}"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // The host's side of `online`: the firewall rules and the link name `todo-vPID` (a
+    // namespace removed by hand leaves them too).
+    let dead = |word: &str| {
+        word.strip_prefix("todo-v")
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    for (table, chain) in [("nat", "POSTROUTING"), ("filter", "DOCKER-USER")] {
+        let Ok(out) = Command::new("iptables")
+            .args(["-t", table, "-S", chain])
+            .output()
+        else {
+            continue;
+        };
+        for rule in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(spec) = rule.strip_prefix("-A ") else {
+                continue;
+            };
+            if spec.split_whitespace().any(dead) {
+                let mut args = vec!["-t", table, "-D"];
+                args.extend(spec.split_whitespace());
+                let _ = run("iptables", &args);
+            }
+        }
+    }
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "7: todo-v123@if2: <...>"
+            let Some(name) = line.split_whitespace().nth(1) else {
+                continue;
+            };
+            let name = name.trim_end_matches(':');
+            let name = name.split('@').next().unwrap_or(name);
+            if dead(name) {
+                let _ = run("ip", &["link", "del", name]);
+            }
+        }
     }
 }
 

@@ -55,6 +55,15 @@ impl FileLock {
     }
 }
 
+impl FileLock {
+    /// The locked file, for a child process that is to hold the lock with this one: flock
+    /// belongs to the open file, so a child given a duplicate of it (as its stdout, say) holds
+    /// the lock until both have let go, whichever ends first.
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+}
+
 /// The process id of whoever holds the lock on `path`; None when nobody does.
 pub fn holder(path: &Path) -> Option<u32> {
     let file = File::open(path).ok()?;

@@ -300,6 +300,8 @@ pub struct Guard {
     owned: Owned,
     armed: bool,
     watcher: Option<Watcher>,
+    /// A compose project's lock, which its watcher holds too (see [`Guard::project`]).
+    _lock: Option<crate::lock::FileLock>,
 }
 
 impl Guard {
@@ -313,21 +315,37 @@ impl Guard {
             },
             armed: true,
             watcher: None,
+            _lock: None,
         }
     }
 
     /// The guard of a compose project, with a watcher that removes it if this process ends
     /// without the guard's say (a second Ctrl-C, a kill). Without `volumes` the project's volumes
     /// stay: the local database of `up` keeps its data for the next `up`.
-    pub fn project(name: &str, volumes: bool) -> Guard {
-        Guard {
+    ///
+    /// One run of a project at a time, its clean-up included: the guard locks the project, and
+    /// the watcher holds the same lock until it is done, so that a new run of the project waits
+    /// for a killed run's watcher instead of having its fresh stack taken down by it.
+    pub fn project(name: &str, volumes: bool) -> Result<Guard> {
+        let path = std::env::temp_dir().join(format!("todo-stack-{name}.lock"));
+        let lock = crate::lock::FileLock::wait_at(&path, |pid| {
+            let pid = pid.map_or("unknown".into(), |p| p.to_string());
+            eprintln!(
+                "waiting for another run of the stack {name} (pid {pid}), or for the clean-up \
+                 after it was killed (at most {} s), to finish",
+                WATCH_SECONDS + 30
+            );
+        })?;
+        let watcher = Watcher::start(name, volumes, lock.file());
+        Ok(Guard {
             owned: Owned::Project {
                 name: name.to_string(),
                 volumes,
             },
             armed: true,
-            watcher: Watcher::start(name, volumes),
-        }
+            watcher,
+            _lock: Some(lock),
+        })
     }
 
     /// What the run made stays: the guard and its watcher let go.
@@ -381,29 +399,41 @@ impl Drop for Guard {
     }
 }
 
+/// How long a killed run's watcher keeps looking for containers of its project after its first
+/// `down`.
+const WATCH_SECONDS: u32 = 20;
+
 /// A shell that reads one line from a pipe whose other end only this process holds: at this
 /// process's end, however it ends, the read returns, and unless the line was `done` the shell
-/// runs `docker compose down` for the project, and once more a moment later. It is in a process group of its own, so that the
-/// terminal's Ctrl-C does not reach it.
+/// runs `docker compose down` for the project, then looks again every 2 s for WATCH_SECONDS and
+/// takes down what it finds. A `compose up` killed with the run can leave create requests in
+/// the engine that land after the first `down` listed the project: 2 s later was too soon on a
+/// loaded machine (a CI run found such a container 90 s on). It is in a process group of its
+/// own, so that the terminal's Ctrl-C does not reach it, and its stdout is the project's lock
+/// file, so that it holds the lock until it ends.
 struct Watcher {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
 }
 
 impl Watcher {
-    fn start(project: &str, volumes: bool) -> Option<Watcher> {
+    fn start(project: &str, volumes: bool, lock: &std::fs::File) -> Option<Watcher> {
         use std::os::unix::process::CommandExt;
-        // Twice, a moment apart: a `compose up` killed with the run can leave a create request
-        // that lands after the first `down` listed the project.
-        let script = "IFS= read -r line; [ \"$line\" = done ] && exit 0; \
-                      down() { docker compose --project-name \"$0\" down $1 --remove-orphans \
-                      --timeout 5; }; down \"$@\"; sleep 2; down \"$@\"";
+        let script = format!(
+            "IFS= read -r line; [ \"$line\" = done ] && exit 0; \
+             down() {{ docker compose --project-name \"$0\" down $1 --remove-orphans \
+             --timeout 5 >/dev/null 2>&1; }}; \
+             left() {{ [ -n \"$(docker ps --all --quiet --filter \
+             label=com.docker.compose.project=\"$0\" 2>/dev/null)\" ]; }}; \
+             down \"$@\"; i=0; while [ $i -lt {WATCH_SECONDS} ]; do sleep 2; i=$((i+2)); \
+             if left; then down \"$@\"; fi; done"
+        );
         let flag = if volumes { "--volumes" } else { "" };
         let mut child = Command::new("sh")
-            .args(["-c", script, project, flag])
+            .args(["-c", &script, project, flag])
             .current_dir("/")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(lock.try_clone().ok()?)
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()

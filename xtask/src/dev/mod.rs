@@ -274,7 +274,7 @@ fn run_dev(
     eprintln!("dev: compose project {} (run {})", stack.project, run.id);
     // From here on, whatever happens, the stack is removed, volumes and all: they belong to
     // this run.
-    let _owned = owned::Guard::project(&stack.project, true);
+    let _owned = owned::Guard::project(&stack.project, true)?;
     let failures = images::build_dev(sh, config, &images, mode, Progress::Auto)?;
     if !failures.is_empty() {
         for (service, error) in &failures {
@@ -346,7 +346,7 @@ fn run_up(sh: &Shell, config: &Config, args: &StackArgs) -> Result<()> {
     }
     // A failed `up` removes the stack, but never the database's volume: its data may be older
     // than this run.
-    let mut guard = owned::Guard::project(&stack.project, false);
+    let mut guard = owned::Guard::project(&stack.project, false)?;
     let timeout = args.timeout.to_string();
     let up = [&COMPOSE_UP[..], &["--wait", "--wait-timeout", &timeout]].concat();
     // Waited for through Ctrl-C: what a stopped `up` wrote names the creates it left.

@@ -2,7 +2,8 @@
 //! containerd image store: each platform within its budget, the arm64 images holding arm64
 //! programs that start under QEMU's user emulation and answer their health checks, and the
 //! frontend's platform-neutral output holding no native module; then a release of both
-//! platforms to a real registry, one signed image index per image. Bad platform lists are
+//! platforms to a real registry, one signed image index per image, and that release resumed
+//! after its pushes, pulling each platform of each index. Bad platform lists are
 //! refused before anything is built (the release's refusals on the first engine are in
 //! tests/release.rs).
 
@@ -351,35 +352,39 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
 fn release_both_platforms(engine: &SecondEngine) {
     let registry = engine.start_registry(5000);
     let project = Copy::new(&registry.address());
+    let release = || {
+        Command::new("nsenter")
+            .arg(format!("--net={}", engine.netns_path()))
+            .arg(support::xtask_bin())
+            .args([
+                "release",
+                "v1.0.1",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--bases",
+                "local",
+                "--json",
+                "--progress",
+                "quiet",
+            ])
+            .current_dir(&project.dir)
+            .env("DOCKER_HOST", engine.host())
+            .env_remove("DOCKER_REGISTRY")
+            .env("COSIGN_KEY", project.key.join("cosign.key"))
+            .env("COSIGN_PASSWORD", KEY_PASSWORD)
+            .output()
+            .unwrap()
+    };
     let started = Instant::now();
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", engine.netns_path()))
-        .arg(support::xtask_bin())
-        .args([
-            "release",
-            "v1.0.1",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--bases",
-            "local",
-            "--json",
-            "--progress",
-            "quiet",
-        ])
-        .current_dir(&project.dir)
-        .env("DOCKER_HOST", engine.host())
-        .env_remove("DOCKER_REGISTRY")
-        .env("COSIGN_KEY", project.key.join("cosign.key"))
-        .env("COSIGN_PASSWORD", KEY_PASSWORD)
-        .output()
-        .unwrap();
+    let out = release();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "the release failed:\n{stderr}");
     eprintln!("the release of both platforms took {:?}", started.elapsed());
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["signed"], true, "{record}");
     let revision = project.git(&["rev-parse", "HEAD"]);
-    let other = project.dir.join("other-key");
+    // Outside the copy, whose tree must stay clean for the release run again below.
+    let other = project.key.with_file_name("other-key");
     cosign_keygen(&other);
     let overlay = std::fs::read_to_string(
         project
@@ -529,17 +534,80 @@ fn release_both_platforms(engine: &SecondEngine) {
     }
     // The engine's data outlives the test: the release's references go (the layers the next
     // run's build reuses stay with the build's own images).
-    let listing = engine.docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let ours: Vec<String> = text(&listing.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("{}/", registry.address())))
-        .map(str::to_string)
-        .collect();
-    if !ours.is_empty() {
-        let mut args = vec!["image", "rm"];
-        args.extend(ours.iter().map(String::as_str));
-        let _ = engine.docker(&args);
+    let remove_pushed_references = || {
+        let listing = engine.docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+        let ours: Vec<String> = text(&listing.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&format!("{}/", registry.address())))
+            .map(str::to_string)
+            .collect();
+        if !ours.is_empty() {
+            let mut args = vec!["image", "rm"];
+            args.extend(ours.iter().map(String::as_str));
+            let _ = engine.docker(&args);
+        }
+    };
+    remove_pushed_references();
+
+    // A release that stopped after its pushes (before its record and git tag) is run again on
+    // an engine that no longer holds the pushed images by their registry names: it reuses the
+    // indexes the registry holds for this revision and version, pulling each platform of each
+    // in turn (`docker pull` fetches one), and releases exactly the same digests.
+    project.git(&["tag", "-d", "v1.0.1"]);
+    std::fs::remove_file(project.dir.join("target/releases/v1.0.1.json")).unwrap();
+    std::fs::remove_dir_all(project.dir.join("target/releases/v1.0.1")).unwrap();
+    let out = release();
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the resumed release failed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("resuming a release this revision started earlier"),
+        "{stderr}"
+    );
+    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed["resumed"], true);
+    for (first, again) in record["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(resumed["images"].as_array().unwrap())
+    {
+        let service = first["service"].as_str().unwrap();
+        assert_eq!(again["service"], service);
+        assert_eq!(again["digest"], first["digest"], "{service}");
+        assert!(
+            again["build_seconds"].is_null(),
+            "{service} was built again"
+        );
+        let manifests = |image: &serde_json::Value| -> Vec<String> {
+            image["platforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| format!("{} {}", p["platform"], p["manifest"]))
+                .collect()
+        };
+        assert_eq!(manifests(again), manifests(first), "{service}");
+        let pinned = format!(
+            "{}/todo/todo-{service}@{}",
+            registry.address(),
+            first["digest"].as_str().unwrap()
+        );
+        assert!(
+            stderr.contains(&format!("pulling {pinned}")),
+            "{service}: not pulled again:\n{stderr}"
+        );
+        let verified = engine_cosign(
+            engine,
+            &["verify", &pinned],
+            &project.key.join("cosign.pub"),
+        );
+        assert!(verified.status.success(), "{}", text(&verified.stderr));
     }
+    assert_eq!(project.git(&["tag", "-l", "v1.0.1"]), "v1.0.1");
+    remove_pushed_references();
 }
 
 /// `-e NAME=VALUE` for each variable the backend needs to start.

@@ -82,6 +82,18 @@ fn an_unknown_platform_or_the_classic_store_is_refused_before_anything_is_built(
     assert!(err.contains("Nothing was built"), "{err}");
 }
 
+/// The arguments of the test's build and release: both platforms on the local bases, a JSON
+/// report and no progress display.
+const BOTH_PLATFORMS: [&str; 7] = [
+    "--platform",
+    "linux/amd64,linux/arm64",
+    "--bases",
+    "local",
+    "--json",
+    "--progress",
+    "quiet",
+];
+
 /// Where the second engine keeps its images and build cache from one run of the test to the
 /// next, outside the clone (a fresh machine starts cold).
 const ENGINE_DATA: &str = "/var/lib/todo-test-engines/multi";
@@ -170,16 +182,8 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
     let _binfmt = Binfmt::register();
 
     let out = Command::new(support::xtask_bin())
-        .args([
-            "build",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--bases",
-            "local",
-            "--json",
-            "--progress",
-            "quiet",
-        ])
+        .arg("build")
+        .args(BOTH_PLATFORMS)
         .current_dir(root())
         .env("DOCKER_HOST", engine.host())
         .output()
@@ -356,17 +360,8 @@ fn release_both_platforms(engine: &SecondEngine) {
         Command::new("nsenter")
             .arg(format!("--net={}", engine.netns_path()))
             .arg(support::xtask_bin())
-            .args([
-                "release",
-                "v1.0.1",
-                "--platform",
-                "linux/amd64,linux/arm64",
-                "--bases",
-                "local",
-                "--json",
-                "--progress",
-                "quiet",
-            ])
+            .args(["release", "v1.0.1"])
+            .args(BOTH_PLATFORMS)
             .current_dir(&project.dir)
             .env("DOCKER_HOST", engine.host())
             .env_remove("DOCKER_REGISTRY")

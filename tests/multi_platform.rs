@@ -2,8 +2,9 @@
 //! containerd image store: each platform within its budget, the arm64 images holding arm64
 //! programs that start under QEMU's user emulation and answer their health checks, and the
 //! frontend's platform-neutral output holding no native module; then a release of both
-//! platforms to a real registry, one signed image index per image, and that release resumed
-//! after its pushes, pulling each platform of each index. Bad platform lists are
+//! platforms to a real registry, one signed image index per image, that release resumed after
+//! its pushes, pulling each platform of each index, and the next version for the host's
+//! platform alone from the same containerd-store engine. Bad platform lists are
 //! refused before anything is built (the release's refusals on the first engine are in
 //! tests/release.rs).
 
@@ -602,6 +603,69 @@ fn release_both_platforms(engine: &SecondEngine) {
         assert!(verified.status.success(), "{}", text(&verified.stderr));
     }
     assert_eq!(project.git(&["tag", "-l", "v1.0.1"]), "v1.0.1");
+
+    // The next version for the host's platform alone, from the same engine: a release on the
+    // containerd image store of one platform, which the release suites (classic store) do not
+    // run. The registry's `sha-` images of this revision hold two platforms, so they are not
+    // promoted: the release builds.
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", engine.netns_path()))
+        .arg(support::xtask_bin())
+        .args(["release", "v1.0.2", "--platform", "linux/amd64"])
+        .args(&BOTH_PLATFORMS[2..])
+        .current_dir(&project.dir)
+        .env("DOCKER_HOST", engine.host())
+        .env_remove("DOCKER_REGISTRY")
+        .env("COSIGN_KEY", project.key.join("cosign.key"))
+        .env("COSIGN_PASSWORD", KEY_PASSWORD)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the host-only release failed:\n{stderr}"
+    );
+    let host_only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(host_only["signed"], true, "{host_only}");
+    for image in host_only["images"].as_array().unwrap() {
+        let service = image["service"].as_str().unwrap();
+        let name = format!("todo/todo-{service}");
+        let digest = image["digest"].as_str().unwrap();
+        assert!(
+            image["platforms"].as_array().is_none_or(|p| p.is_empty()),
+            "{service}: a host-only release lists platforms: {image}"
+        );
+        // The registry's v1.0.2 is this release's image, of the host's architecture alone.
+        let (registry_digest, manifest) = registry
+            .manifest(&name, "v1.0.2")
+            .unwrap_or_else(|| panic!("{name}:v1.0.2 is not in the registry"));
+        assert_eq!(registry_digest, digest, "{service}");
+        let architectures: Vec<String> = match manifest["manifests"].as_array() {
+            Some(listed) => listed
+                .iter()
+                .filter(|m| m["platform"]["os"] != "unknown")
+                .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+                .collect(),
+            None => {
+                let config = registry
+                    .get(&format!(
+                        "/v2/{name}/blobs/{}",
+                        manifest["config"]["digest"].as_str().unwrap()
+                    ))
+                    .expect("the config blob");
+                let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+                vec![config["architecture"].as_str().unwrap().to_string()]
+            }
+        };
+        assert_eq!(architectures, ["amd64"], "{service}");
+        let pinned = format!("{}/{name}@{digest}", registry.address());
+        let verified = engine_cosign(
+            engine,
+            &["verify", &pinned],
+            &project.key.join("cosign.pub"),
+        );
+        assert!(verified.status.success(), "{}", text(&verified.stderr));
+    }
     remove_pushed_references();
 }
 

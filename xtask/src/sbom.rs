@@ -193,12 +193,15 @@ pub fn make(
         })?;
     let file = dir.join(format!("{service}.{}", format.extension()));
     let native = dir.join(format!("{service}.syft.json"));
-    // syft reads an image from the engine through `docker save`, which cannot take one
-    // platform of an image of several on this engine (a containerd image store): such an image
-    // is described as the host's platform, the one `docker run` starts.
+    // syft's `docker:` source reads `docker save` as a Docker archive, whose layers it takes for
+    // plain tars. The containerd image store saves an OCI layout with compressed layers (syft
+    // fails on them: "invalid tar header"), and cannot save one platform of an image of
+    // several. So on that store an image is described from its saved layout, as the host's
+    // platform, the one `docker run` starts; a single-platform image is an index there too
+    // (its manifest and BuildKit's attestation).
     if crate::store::store() == crate::store::Store::Containerd {
         let platforms = crate::store::index_platforms(&image_id)?;
-        if platforms.len() > 1 {
+        if !platforms.is_empty() {
             let host = crate::platform::Platform::host().docker();
             let (_, manifest) = platforms
                 .iter()

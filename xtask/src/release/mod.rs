@@ -1145,6 +1145,27 @@ fn verify(
             }
         } else {
             match registry::raw_manifest(&pinned) {
+                Ok(index) if index.config.is_none() && !index.manifests.is_empty() => {
+                    // The containerd image store pushes a single-platform image as an index
+                    // too (its manifest and BuildKit's attestation), whose digest is the local
+                    // image id.
+                    if *digest != candidate.id {
+                        problems.push(format!(
+                            "{pinned} is not the local image index {}",
+                            candidate.id
+                        ));
+                    }
+                    for listed in &index.manifests {
+                        let manifest_pinned = format!("{}@{}", image.repository, listed.digest);
+                        match registry::raw_manifest(&manifest_pinned) {
+                            Ok(m) => {
+                                pushed_bytes += m.config.unwrap_or_default().size
+                                    + m.layers.iter().map(|l| l.size).sum::<u64>()
+                            }
+                            Err(err) => problems.push(format!("{err:#}")),
+                        }
+                    }
+                }
                 Ok(manifest) => {
                     let config = manifest.config.unwrap_or_default();
                     if config.digest != candidate.id {

@@ -310,6 +310,14 @@ pub struct Manifest {
     pub manifests: Vec<Descriptor>,
 }
 
+impl Manifest {
+    /// The bytes of an image manifest's config and layers as the registry stores them
+    /// (compressed); 0 for an index, which has neither.
+    pub fn stored_bytes(&self) -> u64 {
+        self.config.as_ref().map_or(0, |c| c.size) + self.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
 /// A pointer to content in a registry.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Descriptor {

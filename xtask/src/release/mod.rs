@@ -1123,10 +1123,7 @@ fn verify(
             for p in &candidate.platforms {
                 let manifest_pinned = format!("{}@{}", image.repository, p.manifest);
                 let bytes = match registry::raw_manifest(&manifest_pinned) {
-                    Ok(m) => {
-                        m.config.unwrap_or_default().size
-                            + m.layers.iter().map(|l| l.size).sum::<u64>()
-                    }
+                    Ok(m) => m.stored_bytes(),
                     Err(err) => {
                         problems.push(format!("{err:#}"));
                         0
@@ -1158,24 +1155,20 @@ fn verify(
                     for listed in &index.manifests {
                         let manifest_pinned = format!("{}@{}", image.repository, listed.digest);
                         match registry::raw_manifest(&manifest_pinned) {
-                            Ok(m) => {
-                                pushed_bytes += m.config.unwrap_or_default().size
-                                    + m.layers.iter().map(|l| l.size).sum::<u64>()
-                            }
+                            Ok(m) => pushed_bytes += m.stored_bytes(),
                             Err(err) => problems.push(format!("{err:#}")),
                         }
                     }
                 }
                 Ok(manifest) => {
-                    let config = manifest.config.unwrap_or_default();
+                    let config = manifest.config.clone().unwrap_or_default();
                     if config.digest != candidate.id {
                         problems.push(format!(
                             "{pinned} holds the config {}, not the local image {}",
                             config.digest, candidate.id
                         ));
                     }
-                    pushed_bytes =
-                        config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+                    pushed_bytes = manifest.stored_bytes();
                 }
                 Err(err) => problems.push(format!("{err:#}")),
             }

@@ -204,6 +204,7 @@ impl SecondEngine {
 /// is named after the process that started it (`todo-NAME-PID`, `todo-vPID`), which is how an
 /// orphan is told from another live run's engine.
 fn reap_orphans() {
+    let gone = |pid: u32| !Path::new(&format!("/proc/{pid}")).exists();
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
@@ -220,7 +221,7 @@ fn reap_orphans() {
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if !gone(pid) {
             continue;
         }
         eprintln!("removing the engine {netns} that a killed test run left");
@@ -256,7 +257,7 @@ fn reap_orphans() {
     let dead = |word: &str| {
         word.strip_prefix("todo-v")
             .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .is_some_and(gone)
     };
     for (table, chain) in [("nat", "POSTROUTING"), ("filter", "DOCKER-USER")] {
         let Ok(out) = Command::new("iptables")

@@ -53,9 +53,7 @@ impl FileLock {
             }
         }
     }
-}
 
-impl FileLock {
     /// The locked file, for a child process that is to hold the lock with this one: flock
     /// belongs to the open file, so a child given a duplicate of it (as its stdout, say) holds
     /// the lock until both have let go, whichever ends first.
@@ -71,6 +69,11 @@ pub fn holder(path: &Path) -> Option<u32> {
         return None;
     }
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A holder's process id for a message: the id, or `unknown` when the file names none.
+pub fn pid_text(pid: Option<u32>) -> String {
+    pid.map_or("unknown".into(), |p| p.to_string())
 }
 
 #[cfg(test)]

@@ -329,10 +329,10 @@ impl Guard {
     pub fn project(name: &str, volumes: bool) -> Result<Guard> {
         let path = std::env::temp_dir().join(format!("todo-stack-{name}.lock"));
         let lock = crate::lock::FileLock::wait_at(&path, |pid| {
-            let pid = pid.map_or("unknown".into(), |p| p.to_string());
             eprintln!(
-                "waiting for another run of the stack {name} (pid {pid}), or for the clean-up \
+                "waiting for another run of the stack {name} (pid {}), or for the clean-up \
                  after it was killed (at most {} s), to finish",
+                crate::lock::pid_text(pid),
                 WATCH_SECONDS + 30
             );
         })?;

@@ -702,9 +702,9 @@ fn lock_out_dirs(sh: &Shell, plan: &BuildPlan) -> Result<Vec<crate::lock::FileLo
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         locks.push(crate::lock::FileLock::wait_at(&dir.join(".lock"), |pid| {
-            let pid = pid.map_or("unknown".into(), |p| p.to_string());
             eprintln!(
-                "waiting for another build of this checkout (pid {pid}) to finish: both write {}",
+                "waiting for another build of this checkout (pid {}) to finish: both write {}",
+                crate::lock::pid_text(pid),
                 dir.display()
             );
         })?);

@@ -1096,7 +1096,7 @@ impl RunLock {
         match FileLock::try_at(path)? {
             Some(lock) => Ok(RunLock { _lock: lock }),
             None => {
-                let pid = lock::holder(path).map_or("unknown".into(), |p| p.to_string());
+                let pid = lock::pid_text(lock::holder(path));
                 bail!(
                     "`cargo xtask dev` already runs for this checkout (pid {pid}): stop it first \
                      (Ctrl-C in its terminal, or `kill -INT {pid}`)"

@@ -449,13 +449,7 @@ fn release_both_platforms(engine: &SecondEngine) {
         // Each platform's manifest is that platform's image of this release.
         for (platform, manifest) in &platforms {
             let (_, m) = registry.manifest(&name, manifest).unwrap();
-            let config = registry
-                .get(&format!(
-                    "/v2/{name}/blobs/{}",
-                    m["config"]["digest"].as_str().unwrap()
-                ))
-                .expect("the config blob");
-            let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+            let config = registry.config(&name, &m);
             assert_eq!(
                 format!("linux/{}", config["architecture"].as_str().unwrap()),
                 *platform
@@ -646,16 +640,10 @@ fn release_both_platforms(engine: &SecondEngine) {
                 .filter(|m| m["platform"]["os"] != "unknown")
                 .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
                 .collect(),
-            None => {
-                let config = registry
-                    .get(&format!(
-                        "/v2/{name}/blobs/{}",
-                        manifest["config"]["digest"].as_str().unwrap()
-                    ))
-                    .expect("the config blob");
-                let config: serde_json::Value = serde_json::from_str(&config).unwrap();
-                vec![config["architecture"].as_str().unwrap().to_string()]
-            }
+            None => vec![registry.config(&name, &manifest)["architecture"]
+                .as_str()
+                .unwrap()
+                .to_string()],
         };
         assert_eq!(architectures, ["amd64"], "{service}");
         let pinned = format!("{}/{name}@{digest}", registry.address());

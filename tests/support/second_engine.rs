@@ -429,6 +429,17 @@ impl Registry {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+
+    /// The config blob that an image manifest of repository `name` names, parsed.
+    pub fn config(&self, name: &str, manifest: &serde_json::Value) -> serde_json::Value {
+        let digest = manifest["config"]["digest"]
+            .as_str()
+            .expect("an image manifest names its config");
+        let config = self
+            .get(&format!("/v2/{name}/blobs/{digest}"))
+            .expect("the config blob");
+        serde_json::from_str(&config).unwrap()
+    }
 }
 
 impl Drop for Registry {

@@ -65,8 +65,8 @@ fn build_and_smoke_work_on_the_containerd_image_store_with_the_same_sizes() {
     assert!(
         out.status.success(),
         "build failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        support::error_first(&text(&out.stderr)),
+        text(&out.stdout)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["image_store"], "containerd");

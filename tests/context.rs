@@ -45,8 +45,8 @@ fn assert_built_on_second(engine: &SecondEngine, how: &str, out: &Output) {
     assert!(
         out.status.success(),
         "{how}: build failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        support::error_first(&text(&out.stderr)),
+        text(&out.stdout)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = report["images"][0]["id"]

@@ -192,8 +192,8 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
     assert!(
         out.status.success(),
         "the multi-platform build failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        support::error_first(&text(&out.stderr)),
+        text(&out.stdout)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for image in report["images"].as_array().unwrap() {
@@ -374,7 +374,11 @@ fn release_both_platforms(engine: &SecondEngine) {
     let started = Instant::now();
     let out = release();
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "the release failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the release failed:\n{}",
+        support::error_first(&stderr)
+    );
     eprintln!("the release of both platforms took {:?}", started.elapsed());
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["signed"], true, "{record}");
@@ -550,7 +554,8 @@ fn release_both_platforms(engine: &SecondEngine) {
     let stderr = text(&out.stderr);
     assert!(
         out.status.success(),
-        "the resumed release failed:\n{stderr}"
+        "the resumed release failed:\n{}",
+        support::error_first(&stderr)
     );
     assert!(
         stderr.contains("resuming a release this revision started earlier"),
@@ -617,7 +622,8 @@ fn release_both_platforms(engine: &SecondEngine) {
     let stderr = text(&out.stderr);
     assert!(
         out.status.success(),
-        "the host-only release failed:\n{stderr}"
+        "the host-only release failed:\n{}",
+        support::error_first(&stderr)
     );
     let host_only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(host_only["signed"], true, "{host_only}");

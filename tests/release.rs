@@ -1062,7 +1062,11 @@ fn a_release_builds_checks_pushes_verifies_records_and_tags() {
     project.write_env(Some(&registry.prefix()));
     let out = project.release(&["v1.0.1", "--json", "--progress", "quiet"], None, &[]);
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "release failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "release failed:\n{}",
+        support::error_first(&stderr)
+    );
     assert!(stderr.contains("running the smoke checks on"), "{stderr}");
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record, project.record("v1.0.1"));
@@ -1173,7 +1177,11 @@ fn a_registry_that_dies_mid_push_leaves_a_release_the_same_command_completes() {
         &[],
     );
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "the re-run failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the re-run failed:\n{}",
+        support::error_first(&stderr)
+    );
     assert!(
         stderr.contains("resuming a release this revision started earlier"),
         "{stderr}"
@@ -1218,7 +1226,11 @@ fn a_release_promotes_the_images_ci_pushed_and_builds_when_they_do_not_match() {
     let short = project.git(&["rev-parse", "HEAD"])[..7].to_string();
     let out = project.release(&["v1.0.1", "--json", "--progress", "quiet"], None, &[]);
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "release failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "release failed:\n{}",
+        support::error_first(&stderr)
+    );
     let expected = format!(
         "frontend: built: {prefix}/todo-frontend:sha-{short} in the registry was made from \
          revision"
@@ -1242,7 +1254,11 @@ fn a_release_promotes_the_images_ci_pushed_and_builds_when_they_do_not_match() {
     let pushed = ci_push(&["--set-version", "1.0.2"]);
     let out = project.release(&["v1.0.2", "--json", "--progress", "quiet"], None, &[]);
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "release failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "release failed:\n{}",
+        support::error_first(&stderr)
+    );
     assert!(stderr.contains("running the smoke checks on"), "{stderr}");
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for image in record["images"].as_array().unwrap() {

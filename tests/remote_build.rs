@@ -20,8 +20,8 @@ fn report(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "build failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        support::error_first(&text(&out.stderr)),
+        text(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).expect("build --json prints one JSON object")
 }

@@ -30,8 +30,8 @@ fn build(extra: &[&str]) -> serde_json::Value {
     assert!(
         out.status.success(),
         "build {extra:?} failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        support::error_first(&text(&out.stderr)),
+        text(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).expect("build --json prints one JSON object")
 }

@@ -61,6 +61,16 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A failed xtask run's stderr for a panic message, the line that says why it stopped first. A
+/// release prints the smoke checks' long table before that line, and CI's report of a failing
+/// test keeps only the start and the end of what the tests printed, so the reason would be cut.
+pub fn error_first(stderr: &str) -> String {
+    match stderr.rfind("\nerror: ") {
+        Some(at) => format!("{}\n--- all it printed ---\n{stderr}", &stderr[at + 1..]),
+        None => stderr.to_string(),
+    }
+}
+
 /// Runs `docker ARGS` and returns its trimmed stdout; panics with stderr on failure.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")

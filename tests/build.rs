@@ -189,8 +189,12 @@ fn a_failing_build_is_reported_and_the_other_still_builds() {
         "quiet",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON even on failure");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON on stdout ({e}), which a failed build prints too:\n{}",
+            support::error_first(&text(&out.stderr))
+        )
+    });
     let by = |s: &str| {
         report["images"]
             .as_array()

@@ -2,7 +2,7 @@
 //! that `--print` can show it and unit tests can check it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -107,23 +107,7 @@ impl<'a> PlanInputs<'a> {
     /// stay unknown to whoever has only the sources.
     pub fn with_build_seed(mut self, sh: &xshell::Shell) -> Result<Self> {
         let path = sh.current_dir().join(SEED_FILE);
-        if !path.is_file() {
-            use std::io::Read;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut bytes = [0u8; 32];
-            std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            std::io::Write::write_all(&mut file, hex.as_bytes())?;
-        }
-        let seed =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let seed = build_seed(&path)?;
         let digest = sha1_smol::Sha1::from(&seed).digest().to_string();
         self.seed_id = Some(digest[..16].to_string());
         self.seed_secret = Some(path);
@@ -144,6 +128,41 @@ impl<'a> PlanInputs<'a> {
 
 /// The build seed's file, relative to the project root.
 pub const SEED_FILE: &str = "target/xtask/build-seed";
+
+/// The seed in `path`, made first when there is none. A new seed is written to a file of its
+/// own and linked into place, which fails when another process got there first: builds that
+/// start at once in a fresh checkout (the test suites' do) then all read the one seed that won,
+/// where creating the file in place had failed the second ("File exists") or let it read the
+/// first's before its bytes were written, and so build with another seed id.
+fn build_seed(path: &Path) -> Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.is_file() {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = path.parent().unwrap_or(path);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Named after the process and the seed's first bytes, so that no two writers share it.
+        let new = path.with_extension(format!("new-{}-{}", std::process::id(), &hex[..8]));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&new)
+            .and_then(|mut file| file.write_all(hex.as_bytes()))
+            .with_context(|| format!("cannot write {}", new.display()));
+        let linked = written.and_then(|()| match std::fs::hard_link(&new, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(e).with_context(|| format!("cannot write {}", path.display()))
+            }
+            _ => Ok(()),
+        });
+        let _ = std::fs::remove_file(&new);
+        linked?;
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
 
 /// Seconds since the Unix epoch as an RFC 3339 time in UTC.
 pub fn rfc3339(seconds: i64) -> String {
@@ -307,6 +326,41 @@ mod tests {
             .parent()
             .unwrap();
         Config::load(&root.join(DEFAULT_FILE)).unwrap()
+    }
+
+    #[test]
+    fn builds_that_start_at_once_in_a_fresh_checkout_share_one_seed() {
+        let dir = std::env::temp_dir().join(format!("xtask-seed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join(SEED_FILE);
+        for _ in 0..20 {
+            let _ = std::fs::remove_file(&path);
+            let start = std::sync::Barrier::new(8);
+            let seeds: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let runs: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            build_seed(&path)
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert_eq!(seeds[0].len(), 64, "a whole seed is read");
+            assert!(seeds.iter().all(|s| *s == seeds[0]), "one seed for all");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("build-seed")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn git(dirty: bool) -> GitInfo {

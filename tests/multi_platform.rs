@@ -357,12 +357,14 @@ fn both_platforms_build_answer_under_emulation_and_release_as_one_signed_index_p
 fn release_both_platforms(engine: &SecondEngine) {
     let registry = engine.start_registry(5000);
     let project = Copy::new(&registry.address());
-    let release = || {
+    // A release of `version` for `platforms` from the copy, on the second engine and in its
+    // network namespace, where the registry is.
+    let release = |version: &str, platforms: &str| {
         Command::new("nsenter")
             .arg(format!("--net={}", engine.netns_path()))
             .arg(support::xtask_bin())
-            .args(["release", "v1.0.1"])
-            .args(BOTH_PLATFORMS)
+            .args(["release", version, "--platform", platforms])
+            .args(&BOTH_PLATFORMS[2..])
             .current_dir(&project.dir)
             .env("DOCKER_HOST", engine.host())
             .env_remove("DOCKER_REGISTRY")
@@ -372,7 +374,7 @@ fn release_both_platforms(engine: &SecondEngine) {
             .unwrap()
     };
     let started = Instant::now();
-    let out = release();
+    let out = release("v1.0.1", BOTH_PLATFORMS[1]);
     let stderr = text(&out.stderr);
     assert!(
         out.status.success(),
@@ -550,7 +552,7 @@ fn release_both_platforms(engine: &SecondEngine) {
     project.git(&["tag", "-d", "v1.0.1"]);
     std::fs::remove_file(project.dir.join("target/releases/v1.0.1.json")).unwrap();
     std::fs::remove_dir_all(project.dir.join("target/releases/v1.0.1")).unwrap();
-    let out = release();
+    let out = release("v1.0.1", BOTH_PLATFORMS[1]);
     let stderr = text(&out.stderr);
     assert!(
         out.status.success(),
@@ -607,18 +609,7 @@ fn release_both_platforms(engine: &SecondEngine) {
     // containerd image store of one platform, which the release suites (classic store) do not
     // run. The registry's `sha-` images of this revision hold two platforms, so they are not
     // promoted: the release builds.
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", engine.netns_path()))
-        .arg(support::xtask_bin())
-        .args(["release", "v1.0.2", "--platform", "linux/amd64"])
-        .args(&BOTH_PLATFORMS[2..])
-        .current_dir(&project.dir)
-        .env("DOCKER_HOST", engine.host())
-        .env_remove("DOCKER_REGISTRY")
-        .env("COSIGN_KEY", project.key.join("cosign.key"))
-        .env("COSIGN_PASSWORD", KEY_PASSWORD)
-        .output()
-        .unwrap();
+    let out = release("v1.0.2", "linux/amd64");
     let stderr = text(&out.stderr);
     assert!(
         out.status.success(),
